@@ -1,0 +1,81 @@
+"""Variant cells: how an accepted run looks as a notebook cell, and where it goes.
+
+The live notebook gets these cells through the JupyterLab extension; a headless run
+writes them into a copy of the notebook with nbformat. Both use the same text,
+metadata and position rule (run order: each new variant below the previous one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._records import RunRecord
+from ._target import Target
+
+__all__ = ["INFEASIBLE_PREFIX", "mark_infeasible", "variant_cell", "write_notebook_copy"]
+
+INFEASIBLE_PREFIX = "# autoresearch: INFEASIBLE: "
+
+
+def variant_header(session: str, record: RunRecord, metric: str | None) -> str:
+    value = f"{record.metric:.6g}" if record.metric is not None else "n/a"
+    return f"# autoresearch {session} run {record.run}: {metric or 'metric'}={value} (kept)"
+
+
+def variant_cell(session: str, record: RunRecord, metric: str | None) -> tuple[str, dict[str, Any]]:
+    """The source and metadata of the cell for an accepted run."""
+    source = variant_header(session, record, metric) + "\n" + record.code.rstrip() + "\n"
+    metadata = {
+        "autoresearch": {
+            "session": session,
+            "run": record.run,
+            "metric": record.metric,
+            "metrics": dict(record.metrics),
+            "hypothesis": record.hypothesis,
+        }
+    }
+    return source, metadata
+
+
+def mark_infeasible(source: str, note: str) -> str:
+    """Prefix a variant's source with the infeasibility note (once)."""
+    if source.startswith(INFEASIBLE_PREFIX):
+        return source
+    return f"{INFEASIBLE_PREFIX}{note}\n{source}"
+
+
+def insertion_index(cells: Sequence[Any], anchor: int, session: str) -> int:
+    """Below the anchor, after the block of this session's variants that follows it."""
+    index = anchor + 1
+    while index < len(cells) and cells[index].get("metadata", {}).get("autoresearch", {}).get("session") == session:
+        index += 1
+    return index
+
+
+def write_notebook_copy(
+    target: Target,
+    session: str,
+    records: Sequence[RunRecord],
+    metric: str | None,
+    output: Path,
+    *,
+    infeasible: dict[int, str] | None = None,
+) -> Path:
+    """Copy the notebook with a cell per record below the benchmark; returns ``output``."""
+    import nbformat
+
+    notebook = nbformat.read(target.path, as_version=4)
+    anchor = target.cell_index if target.cell_index is not None else len(notebook.cells) - 1
+    for record in records:
+        source, metadata = variant_cell(session, record, metric)
+        note = (infeasible or {}).get(record.run)
+        if note:
+            source = mark_infeasible(source, note)
+            metadata["autoresearch"]["infeasible"] = note
+        cell = nbformat.v4.new_code_cell(source=source, metadata=metadata)
+        notebook.cells.insert(insertion_index(notebook.cells, anchor, session), cell)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, output)
+    return output

@@ -1,0 +1,111 @@
+"""Keep or discard: the pure decision rules of the loop."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ._evaluate import Outcome
+from ._records import RunRecord, Status
+from ._task import TaskSpec, Threshold
+
+__all__ = ["Verdict", "confidence", "judge", "mad", "median_metrics"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The status of a run and, when it was not kept, why."""
+
+    status: Status
+    metric: float | None
+    metrics: Mapping[str, float]
+    repeats: tuple[float, ...]
+    error: str | None = None
+
+
+def mad(values: Sequence[float]) -> float:
+    """Median absolute deviation (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    middle = statistics.median(values)
+    return statistics.median(abs(v - middle) for v in values)
+
+
+def median_metrics(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """Each metric's median over the repeats that reported it."""
+    names = dict.fromkeys(name for o in outcomes for name in o.metrics)
+    return {n: statistics.median(o.metrics[n] for o in outcomes if n in o.metrics) for n in names}
+
+
+def judge(
+    task: TaskSpec,
+    outcomes: Sequence[Outcome],
+    best: RunRecord | None,
+    threshold: Threshold = Threshold(),
+) -> Verdict:
+    """Decide a run's status from its evaluations.
+
+    Failures come first (an off-limits change, a timeout, a crash, no primary metric),
+    then the constraints, then the comparison with the best kept run of the segment:
+    the run is kept only if it beats it by more than the threshold and, with repeats,
+    by more than the two runs' spreads (MAD) together. Equal is not better.
+    """
+    assert task.metric is not None
+    touched = sorted({path for o in outcomes for path in o.touched})
+    metrics = median_metrics(outcomes)
+    primary = [o.metrics[task.metric] for o in outcomes if task.metric in o.metrics]
+    metric = metrics.get(task.metric)
+
+    def verdict(status: Status, error: str | None = None) -> Verdict:
+        return Verdict(status, metric, metrics, tuple(primary), error)
+
+    if touched:
+        return verdict("violation", f"changed off-limits file {', '.join(touched)} (restored)")
+    for kind in ("timeout", "crash"):
+        failed = [o for o in outcomes if o.kind == kind]
+        if failed:
+            return verdict(kind, failed[0].error or kind)  # type: ignore[arg-type]
+    if metric is None:
+        refused = [p for o in outcomes for p in o.problems if p.startswith(f"metric {task.metric} ")]
+        reason = refused[0] if refused else f"the cell printed no METRIC {task.metric}=<number> line"
+        return verdict("invalid", reason)
+    broken = [v for c in task.constraints if (v := c.violation(metrics))]
+    if broken:
+        return verdict("infeasible", "; ".join(broken))
+    if best is None or best.metric is None:
+        return verdict("keep")
+    gain = task.better(metric, best.metric)
+    need = threshold.amount(best.metric)
+    noise = mad(primary) + mad(best.repeats)
+    if gain > max(need, noise) and gain > 0:
+        return verdict("keep")
+    if noise > need and gain > 0:
+        why = f"within noise (±{noise:.4g} over {len(primary)} repeats)"
+    elif need > 0 and gain > 0:
+        why = f"below --min-improvement {threshold}"
+    else:
+        why = "not better"
+    return verdict(
+        "discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}"
+    )
+
+
+def confidence(task: TaskSpec, segment_runs: Sequence[RunRecord]) -> float | None:
+    """How far the best is from the segment's baseline, in units of the metric's spread.
+
+    As pi-autoresearch: |best - baseline| / MAD of the segment's metric values; None
+    when there are fewer than three values or no spread.
+    """
+    values = [r.metric for r in segment_runs if r.metric is not None and r.status not in
+              ("crash", "timeout", "invalid", "violation")]
+    kept = [r for r in segment_runs if r.kept and r.metric is not None]
+    if len(values) < 3 or not kept:
+        return None
+    spread = mad(values)
+    if spread == 0:
+        return None
+    baseline = segment_runs[0].metric if segment_runs[0].metric is not None else kept[0].metric
+    best = kept[-1].metric
+    assert best is not None and baseline is not None
+    return round(abs(best - baseline) / spread, 2)

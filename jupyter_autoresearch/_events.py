@@ -1,0 +1,129 @@
+"""Events the engine publishes, in order, to its subscribers (panel, CLI, frontend bridge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ._records import RunRecord
+from ._task import TaskSpec
+
+__all__ = [
+    "BaselineDone",
+    "ConstraintsChanged",
+    "Decision",
+    "EvaluationDone",
+    "EvaluationStarted",
+    "Event",
+    "ProposalReady",
+    "ProposalStarted",
+    "ReasoningDelta",
+    "SessionStarted",
+    "StateChanged",
+    "Stopped",
+    "Subscriber",
+    "TaskInferred",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; ``session`` is the session's name."""
+
+    session: str
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    task: TaskSpec
+    model: str
+    resumed: bool
+    runs: int
+
+
+@dataclass(frozen=True)
+class TaskInferred(Event):
+    """The model read the cell and its baseline metrics and drafted the task."""
+
+    task: TaskSpec
+
+
+@dataclass(frozen=True)
+class BaselineDone(Event):
+    record: RunRecord
+
+
+@dataclass(frozen=True)
+class ProposalStarted(Event):
+    run: int
+    iteration: int
+
+
+@dataclass(frozen=True)
+class ReasoningDelta(Event):
+    run: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ProposalReady(Event):
+    run: int
+    hypothesis: str
+    code: str
+    problem: str | None
+    done: str | None
+    tokens: int | None
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class EvaluationStarted(Event):
+    run: int
+    repeat: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class EvaluationDone(Event):
+    run: int
+    repeat: int
+    kind: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision(Event):
+    """A run was judged and logged; ``best`` is the segment's best after it."""
+
+    record: RunRecord
+    best: RunRecord | None
+
+
+@dataclass(frozen=True)
+class ConstraintsChanged(Event):
+    """A new segment began; ``now_infeasible`` lists kept runs the new rules refuse."""
+
+    constraints: tuple[str, ...]
+    segment: int
+    now_infeasible: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """``running`` or ``paused`` (``stopped`` comes as :class:`Stopped`)."""
+
+    state: str
+
+
+@dataclass(frozen=True)
+class Stopped(Event):
+    """The loop ended; ``reason`` is why (see ``STOP_REASONS``)."""
+
+    reason: str
+    detail: str
+    best: RunRecord | None
+    runs: int
+
+
+Subscriber = Callable[[Event], None]

@@ -1,0 +1,220 @@
+"""What the model reads: the task document, the run table, and the answer format."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ._constraints import parse_constraint
+from ._errors import ConstraintError, ProposalError
+from ._propose import ProposalContext
+from ._records import RunRecord
+from ._redact import redact
+from ._task import Direction, TaskSpec
+
+__all__ = [
+    "SYSTEM",
+    "TaskDraft",
+    "inference_request",
+    "parse_task_draft",
+    "proposal_request",
+    "task_document",
+]
+
+SYSTEM = """\
+You are an experiment agent working on one notebook cell. The cell is a benchmark: it \
+prints lines `METRIC name=value`. Each turn you propose ONE changed version of the cell \
+that you expect to improve the primary metric while satisfying every constraint. The \
+harness runs your cell in a fresh process, reads its METRIC lines, and keeps it only if \
+the primary metric improves and all constraints hold; otherwise it is discarded.
+
+Answer in plain text, exactly in this form:
+
+Hypothesis: <one or two sentences: what you change and why it should help>
+```python
+<the complete new cell, printing the same METRIC lines>
+```
+
+Rules: write the complete cell, not a diff; keep printing every METRIC line the cell \
+prints now; do not modify files listed as off limits; do not fake or hard-code metric \
+values. You may add lines `Idea: <text>` for promising ideas to try later. When you \
+believe nothing more is worth trying, answer with a single line `DONE: <reason>` instead.\
+"""
+
+_TABLE_ROWS = 30
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.8g}"
+
+
+def _one_line(text: str, width: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_table(history: Sequence[RunRecord], metric: str | None, rows: int = _TABLE_ROWS) -> str:
+    """A compact markdown table of the latest runs."""
+    if not history:
+        return "(no runs yet)"
+    shown = history[-rows:]
+    lines = []
+    if len(history) > rows:
+        lines.append(f"({len(history) - rows} earlier runs not shown)")
+    lines += ["| run | seg | status | " + (metric or "metric") + " | other metrics | hypothesis / error |",
+              "|---|---|---|---|---|---|"]
+    for r in shown:
+        others = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items() if k != metric)
+        note = r.hypothesis or r.description
+        if r.error:
+            note = f"{note} [{r.error}]" if note else f"[{r.error}]"
+        lines.append(
+            f"| {r.run} | {r.segment} | {r.status} | {_fmt(r.metric)} | {_one_line(others, 80)} "
+            f"| {_one_line(note).replace('|', '/')} |"
+        )
+    return "\n".join(lines)
+
+
+def task_document(
+    task: TaskSpec,
+    history: Sequence[RunRecord],
+    *,
+    name: str,
+    best: RunRecord | None = None,
+) -> str:
+    """The task document (``prompt.md``): objective, metrics, rules, what was tried."""
+    verb = "higher" if task.direction == "higher" else "lower"
+    out = [f"# {name}", "", "## Objective", task.objective.strip() or task.title, ""]
+    out += ["## Metrics", f"- primary: `{task.metric}` ({verb} is better)"]
+    out += [f"- secondary: `{m}`" for m in task.secondary]
+    out += ["", "## Constraints"]
+    out += [f"- `{c}`" for c in task.constraints] or ["- none"]
+    out += ["", "## Off limits (must not be changed)"]
+    out += [f"- `{p}`" for p in task.off_limits] or ["- none"]
+    out += ["", "## What has been tried", run_table(history, task.metric)]
+    if best is not None:
+        out += ["", f"Best so far: run {best.run}, {task.metric} = {_fmt(best.metric)}."]
+    return redact("\n".join(out) + "\n")
+
+
+def proposal_request(context: ProposalContext) -> str:
+    """The user message of one iteration."""
+    task, history = context.task, context.history
+    parts = [context.document or task_document(task, history, name=task.title, best=context.best)]
+    segment_runs = [r for r in history if r.segment == context.segment]
+    crashes = [r for r in segment_runs if r.status in ("crash", "timeout")]
+    if crashes and (crashes[-1].stderr_tail or crashes[-1].error):
+        last = crashes[-1]
+        parts.append(
+            f"## Last crash (run {last.run})\n{last.error or ''}\n```\n"
+            f"{_tail(last.stderr_tail)}\n```"
+        )
+    reasons = [f"- run {r.run} ({r.status}): {r.error}" for r in segment_runs[-8:]
+               if r.status in ("discard", "infeasible", "violation", "invalid") and r.error]
+    if reasons:
+        parts.append("## Why recent runs were not kept\n" + "\n".join(reasons))
+    invalid = [r for r in history[-3:] if r.status == "invalid" and r.asi.get("answer")]
+    if invalid:
+        text = str(invalid[-1].asi["answer"])[-1500:]
+        parts.append(
+            "## Your last answer could not be used\n"
+            f"{invalid[-1].error}. It was:\n~~~\n{text}\n~~~\nAnswer in the required form."
+        )
+    if context.ideas:
+        parts.append("## Ideas backlog\n" + "\n".join(f"- {i}" for i in context.ideas[-20:]))
+    if context.notes:
+        parts.append("## Notes from the analyst (follow them)\n"
+                     + "\n".join(f"- {n}" for n in context.notes))
+    best = context.best
+    parts.append(
+        f"## Current best cell (run {best.run}, {task.metric} = {_fmt(best.metric)})\n"
+        f"```python\n{best.code.rstrip()}\n```"
+    )
+    parts.append("Propose the next change.")
+    return redact("\n\n".join(parts))
+
+
+INFERENCE_SYSTEM = """\
+You set up an optimisation task for a notebook cell that prints `METRIC name=value` lines. \
+Read the cell and the metrics it printed, then answer in exactly this form:
+
+Objective: <one sentence: what the analyst wants>
+Primary: <metric name> (higher|lower)
+Secondary: <comma-separated other metric names, or none>
+Constraints:
+- <metric expression> <op> <number>   (only limits you can see in the code or data; op is <=, <, >=, > or ==)
+Off limits:
+- <data files the cell reads, which must not be changed>
+"""
+
+
+def inference_request(code: str, metrics: Mapping[str, float], files: Sequence[str]) -> str:
+    """The user message of the one setup request that infers the task."""
+    shown = "\n".join(f"- {k} = {v:.6g}" for k, v in metrics.items()) or "- (none)"
+    listed = "\n".join(f"- {f}" for f in files) or "- (none)"
+    return redact(
+        f"## The cell\n```python\n{code.rstrip()}\n```\n\n## Metrics it printed\n{shown}\n\n"
+        f"## Files in its folder\n{listed}\n"
+    )
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """The task the model inferred."""
+
+    objective: str
+    metric: str
+    direction: Direction
+    secondary: tuple[str, ...]
+    constraints: tuple[str, ...]
+    off_limits: tuple[str, ...]
+
+
+_PRIMARY = re.compile(r"^\W*primary\W*:\s*`?([\w.µ]+)`?\s*\(?\s*(higher|lower|max\w*|min\w*)", re.I | re.M)
+
+
+def parse_task_draft(text: str, metrics: Mapping[str, float]) -> TaskDraft:
+    """Read the inferred task; raises ProposalError when it is unusable."""
+    primary = _PRIMARY.search(text)
+    if not primary or primary.group(1) not in metrics:
+        raise ProposalError(
+            "the model could not infer a primary metric the cell prints "
+            f"({', '.join(metrics) or 'none'}); pass --maximize METRIC or --minimize METRIC"
+        )
+    word = primary.group(2).lower()
+    direction: Direction = "higher" if word.startswith(("higher", "max")) else "lower"
+    objective = re.search(r"^\W*objective\W*:\s*(.+)$", text, re.I | re.M)
+    secondary_line = re.search(r"^\W*secondary\W*:\s*(.+)$", text, re.I | re.M)
+    secondary = tuple(
+        name for name in re.split(r"[,\s`]+", secondary_line.group(1) if secondary_line else "")
+        if name in metrics and name != primary.group(1)
+    )
+    constraints: list[str] = []
+    for item in _section(text, "constraints"):
+        try:
+            constraint = parse_constraint(item)
+        except ConstraintError:
+            continue  # a prose line or a rule we cannot check is left out, not fatal
+        if constraint.names <= metrics.keys():
+            constraints.append(str(constraint))
+    return TaskDraft(
+        objective=objective.group(1).strip() if objective else "",
+        metric=primary.group(1),
+        direction=direction,
+        secondary=secondary,
+        constraints=tuple(constraints),
+        off_limits=tuple(f for f in _section(text, "off limits") if f.lower() != "none"),
+    )
+
+
+def _section(text: str, title: str) -> list[str]:
+    match = re.search(rf"^\W*{title}\W*:\s*\n((?:\s*[-*].*\n?)*)", text, re.I | re.M)
+    if not match:
+        return []
+    return [line.strip().lstrip("-*").strip().strip("`") for line in match.group(1).splitlines()
+            if line.strip()]

@@ -1,0 +1,137 @@
+"""Plain-text views of a session: the progress printer and the history table."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from ._events import (
+    BaselineDone,
+    ConstraintsChanged,
+    Decision,
+    Event,
+    ProposalReady,
+    SessionStarted,
+    StateChanged,
+    Stopped,
+    TaskInferred,
+)
+from ._records import RunRecord
+from ._task import TaskSpec
+
+__all__ = ["ProgressPrinter", "history_table"]
+
+_COLOURS = {
+    "keep": "32", "discard": "33", "infeasible": "35", "crash": "31", "timeout": "31",
+    "invalid": "31", "violation": "31",
+}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.8g}"
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def change(value: float | None, reference: float | None) -> str:
+    """``+2.2469 (+2.08%)`` style change of ``value`` against ``reference``."""
+    if value is None or reference is None or value == reference:
+        return ""
+    delta = value - reference
+    percent = f" ({delta / abs(reference) * 100:+.2f}%)" if reference else ""
+    return f"{delta:+.6g}{percent}"
+
+
+def history_table(runs: Sequence[RunRecord], metric: str | None, *, width: int = 60) -> str:
+    """A fixed-width table of runs, one line each, segments separated."""
+    if not runs:
+        return "(no runs)"
+    baseline = runs[0].metric
+    header = f"{'run':>4}  {'seg':>3}  {'status':<10}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
+    lines = [header, "-" * min(len(header) + width, 140)]
+    segment = runs[0].segment
+    for r in runs:
+        if r.segment != segment:
+            segment = r.segment
+            constraints = ", ".join(r.constraints) or "none"
+            lines.append(f"{'':>4}  -- segment {segment}: constraints {constraints}")
+        note = r.hypothesis or r.description
+        if r.status != "keep" and r.error:
+            note = f"{note} [{r.error}]" if note else f"[{r.error}]"
+        lines.append(
+            f"{r.run:>4}  {r.segment:>3}  {r.status:<10}  {_fmt(r.metric):>16}  "
+            f"{change(r.metric, baseline):>20}  {_short(note, width)}"
+        )
+    return "\n".join(lines)
+
+
+class ProgressPrinter:
+    """Prints each iteration's hypothesis, metric, decision and the best so far."""
+
+    def __init__(self, stream: TextIO | None = None, *, colour: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.colour = self.stream.isatty() if colour is None else colour
+        self.task: TaskSpec | None = None
+        self.baseline: float | None = None
+
+    def _paint(self, status: str) -> str:
+        text = f"{status:<10}"
+        code = _COLOURS.get(status)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour and code else text
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            self.task = event.task
+            what = "resuming" if event.resumed else "starting"
+            self._print(f"autoresearch: {what} session {event.session} with {event.model}"
+                        + (f" ({event.runs} runs so far)" if event.resumed else ""))
+            if event.task.metric:
+                self._print(f"  objective: {_goal(event.task)}")
+        elif isinstance(event, TaskInferred):
+            self.task = event.task
+            self._print(f"  inferred objective: {_goal(event.task)}")
+            if event.task.objective:
+                self._print(f"  ({_short(event.task.objective, 100)})")
+        elif isinstance(event, ConstraintsChanged):
+            self._print(f"  -- segment {event.segment}: constraints now "
+                        f"{', '.join(event.constraints) or 'none'}")
+            if event.now_infeasible:
+                self._print(f"     kept runs now infeasible: {', '.join(map(str, event.now_infeasible))}")
+        elif isinstance(event, ProposalReady) and (event.hypothesis or event.problem):
+            self._print(f"  ... {_short(event.hypothesis or event.problem or '', 110)}")
+        elif isinstance(event, BaselineDone):
+            self.baseline = event.record.metric
+        elif isinstance(event, Decision):
+            self._decision(event)
+        elif isinstance(event, StateChanged):
+            self._print(f"  [{event.state}]")
+        elif isinstance(event, Stopped):
+            best = event.best
+            tail = f"; best run {best.run}: {_fmt(best.metric)}" if best else ""
+            self._print(f"autoresearch: stopped ({event.reason}: {event.detail}){tail}")
+
+    def _decision(self, event: Decision) -> None:
+        r = event.record
+        metric = self.task.metric if self.task else "metric"
+        label = "baseline" if r.asi.get("baseline") else ""
+        best = event.best
+        line = (f"  #{r.run:<3} {self._paint(r.status)} {metric}={_fmt(r.metric):<12}"
+                f" {change(r.metric, self.baseline):<22} best {_fmt(best.metric if best else None)}")
+        if label:
+            line += f"  ({'baseline' if r.parent is None else 'segment baseline'})"
+        self._print(line)
+        if r.status not in ("keep", "discard") and r.error:
+            self._print(f"        {_short(r.error, 110)}")
+
+
+def _goal(task: TaskSpec) -> str:
+    verb = "maximize" if task.direction == "higher" else "minimize"
+    rules = ", ".join(task.constraint_texts) or "no constraints"
+    return f"{verb} {task.metric} subject to {rules}"

@@ -1,0 +1,120 @@
+"""What to optimise: a ``.py`` file, or the ``%%autoresearch`` cell of a notebook."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import TargetError
+
+__all__ = ["MAGIC", "Target", "load_target", "split_magic"]
+
+MAGIC = "%%autoresearch"
+# Line magics and shell escapes cannot run in the plain-Python worker.
+_IPYTHON_LINE = re.compile(r"^\s*[%!]")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The benchmark cell and the state it starts from.
+
+    Attributes:
+        path: the script or notebook.
+        code: the benchmark cell (without its ``%%autoresearch`` line).
+        setup_code: code cells above it in a notebook, run once in the warm worker.
+        magic_line: options written on the ``%%autoresearch`` line.
+        cell_index: the benchmark's position among the notebook's cells (0-based).
+        cell_id: the benchmark cell's id in the notebook.
+    """
+
+    path: Path
+    code: str
+    setup_code: tuple[str, ...] = ()
+    magic_line: str = ""
+    cell_index: int | None = None
+    cell_id: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.resolve().parent
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.path.suffix == ".ipynb"
+
+
+def split_magic(source: str) -> tuple[str, str] | None:
+    """``(options, body)`` of a cell that starts with ``%%autoresearch``, else None."""
+    stripped = source.lstrip("\n")
+    first, _, body = stripped.partition("\n")
+    if first.split(maxsplit=1)[:1] != [MAGIC]:
+        return None
+    return first[len(MAGIC):].strip(), body
+
+
+def plain_python(source: str) -> str:
+    """Drop IPython-only lines (``%magic``, ``!shell``) from a setup cell."""
+    return "\n".join(line for line in source.splitlines() if not _IPYTHON_LINE.match(line))
+
+
+def load_target(path: str | Path, *, cell: int | None = None) -> Target:
+    """Read the benchmark from a script or notebook.
+
+    Args:
+        path: a ``.py`` file (the whole file is the benchmark) or a ``.ipynb``.
+        cell: in a notebook, the N-th code cell (from 1) instead of the
+            ``%%autoresearch`` cell.
+
+    Raises:
+        TargetError: the file is missing or unreadable, or the notebook has no benchmark.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise TargetError(f"{file} does not exist; give the path of a .py file or a .ipynb notebook")
+    if file.suffix != ".ipynb":
+        try:
+            code = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise TargetError(f"cannot read {file}: {err}") from None
+        if not code.strip():
+            raise TargetError(f"{file} is empty; write the cell that prints METRIC lines first")
+        return Target(path=file, code=code)
+    return _notebook_target(file, cell)
+
+
+def _notebook_target(file: Path, cell: int | None) -> Target:
+    import nbformat
+
+    try:
+        notebook = nbformat.read(file, as_version=4)
+    except Exception as err:  # noqa: BLE001 - nbformat raises many kinds for a bad file
+        raise TargetError(f"{file} is not a readable notebook: {err}") from None
+    code_cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    chosen = None
+    if cell is not None:
+        if not 1 <= cell <= len(code_cells):
+            raise TargetError(f"--cell {cell} is out of range: {file} has {len(code_cells)} code cells")
+        chosen = code_cells[cell - 1]
+    else:
+        chosen = next(((i, c) for i, c in code_cells if split_magic(c.source)), None)
+        if chosen is None:
+            raise TargetError(
+                f"{file} has no cell starting with {MAGIC}; add that line on top of the "
+                "benchmark cell, or choose one with --cell N"
+            )
+    index, benchmark = chosen
+    magic = split_magic(benchmark.source)
+    line, code = magic if magic else ("", benchmark.source)
+    if not code.strip():
+        raise TargetError(f"the benchmark cell of {file} is empty; write the code that prints METRIC lines")
+    setup = tuple(
+        plain_python(c.source)
+        for i, c in code_cells
+        if i < index and not split_magic(c.source) and "autoresearch" not in c.metadata
+        and plain_python(c.source).strip()
+    )
+    return Target(
+        path=file, code=code, setup_code=setup, magic_line=line, cell_index=index,
+        cell_id=benchmark.get("id"),
+    )

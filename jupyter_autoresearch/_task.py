@@ -1,0 +1,148 @@
+"""The task: what to optimise, under which rules, and when to stop."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from ._constraints import Constraint, parse_constraints
+from ._errors import OptionsError
+from ._metrics import check_metric_name
+
+__all__ = ["Direction", "Limits", "TaskSpec", "Threshold"]
+
+Direction = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The noise threshold a run must beat: absolute (``0.01``) or relative (``1%``)."""
+
+    value: float = 0.0
+    percent: bool = False
+
+    @classmethod
+    def parse(cls, text: str | float) -> Threshold:
+        """Read ``"0.01"`` or ``"1%"``.
+
+        Raises:
+            OptionsError: the text is not a non-negative number, optionally with ``%``.
+        """
+        raw = str(text).strip()
+        percent = raw.endswith("%")
+        try:
+            value = float(raw.rstrip("%"))
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise OptionsError(
+                f"--min-improvement {raw!r} is not a non-negative number; write e.g. 0.01 or 1%"
+            )
+        return cls(value, percent)
+
+    def amount(self, best: float) -> float:
+        """The absolute improvement needed over ``best``."""
+        return abs(best) * self.value / 100 if self.percent else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the loop optimises.
+
+    Attributes:
+        metric: the primary metric's name (None until inferred).
+        direction: ``"higher"`` or ``"lower"`` is better.
+        constraints: the rules a run must satisfy to be kept.
+        off_limits: glob patterns of files candidates must not change.
+        objective: the task in prose, for the model and the reader.
+        unit: the primary metric's unit, if any.
+        secondary: other metrics worth showing.
+    """
+
+    metric: str | None = None
+    direction: Direction = "higher"
+    constraints: tuple[Constraint, ...] = ()
+    off_limits: tuple[str, ...] = ()
+    objective: str = ""
+    unit: str = ""
+    secondary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.metric is not None:
+            check_metric_name(self.metric)
+        if self.direction not in ("higher", "lower"):
+            raise OptionsError(f"direction {self.direction!r} must be 'higher' or 'lower'")
+
+    def with_constraints(self, texts: tuple[str, ...] | list[str]) -> TaskSpec:
+        """A copy of the task with the constraints replaced by ``texts`` (parsed)."""
+        return replace(self, constraints=parse_constraints(texts))
+
+    @property
+    def constraint_texts(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.constraints)
+
+    def better(self, a: float, b: float) -> float:
+        """How much ``a`` improves on ``b`` in the task's direction (negative: worse)."""
+        return a - b if self.direction == "higher" else b - a
+
+    @property
+    def title(self) -> str:
+        if self.objective:
+            return self.objective.strip().splitlines()[0]
+        verb = "Maximize" if self.direction == "higher" else "Minimize"
+        return f"{verb} {self.metric}" if self.metric else "Infer the objective"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """Seconds in ``"90"``, ``"90s"``, ``"15m"`` or ``"2h"``; None stays None."""
+    if text is None:
+        return None
+    match = _DURATION.match(str(text))
+    if not match:
+        raise OptionsError(f"duration {text!r} is not understood; write e.g. 90s, 15m or 2h")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}[unit]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When the loop stops and how runs are judged.
+
+    Attributes:
+        max_iterations: loop iterations after the baseline (None: no cap).
+        plateau: stop after this many consecutive runs without a keep.
+        max_cost: stop once the model calls cost this many US dollars.
+        max_time: stop after this many seconds of wall-clock time.
+        min_improvement: how much a run must beat the best to be kept.
+        repeats: evaluations per run; the run's metric is their median.
+        parallel: proposals evaluated at a time.
+    """
+
+    max_iterations: int | None = 20
+    plateau: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+    min_improvement: Threshold = field(default_factory=Threshold)
+    repeats: int = 1
+    parallel: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_iterations", "plateau"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise OptionsError(f"--{name.replace('_', '-')} {value} must be 0 or more")
+        for name in ("repeats", "parallel"):
+            if getattr(self, name) < 1:
+                raise OptionsError(f"--{name} {getattr(self, name)} must be 1 or more")
+        for name in ("max_cost", "max_time"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise OptionsError(f"--{name.replace('_', '-')} {value} must be positive")

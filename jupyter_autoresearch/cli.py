@@ -1,0 +1,127 @@
+"""The command line: ``jupyter-autoresearch run TARGET`` and ``jupyter-autoresearch show PATH``.
+
+Exit codes: 0 the loop ended by a stop rule; 1 an error (one line on stderr);
+2 a usage error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from ._errors import AutoresearchError, OptionsError
+
+__all__ = ["main"]
+
+
+def _parser():  # type: ignore[no-untyped-def]
+    from ._options import add_run_arguments, new_parser
+
+    parser = new_parser("jupyter-autoresearch", description=(
+        "Let a language model run experiments on a cell: it proposes a change, the harness "
+        "runs it in isolation, keeps it if the metric improved, and repeats."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run", help="optimise a .py file or a notebook's %%autoresearch cell",
+        description="Run the loop on TARGET: a .py file printing METRIC lines, or a .ipynb "
+        "whose benchmark cell starts with %%autoresearch (options on that line apply under "
+        "these).", allow_abbrev=False)
+    run.add_argument("target", help="a .py file or a .ipynb notebook")
+    add_run_arguments(run, notebook=False)
+    show = commands.add_parser("show", help="print the history of a session folder or log",
+                               allow_abbrev=False)
+    show.add_argument("path", help="a session folder, a log.jsonl, or a pi-autoresearch log")
+    show.add_argument("--json", action="store_true", help="print the runs as JSON lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jupyter-autoresearch`` console script."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "show":
+            return _show(Path(args.path), as_json=args.json)
+        return _run(args)
+    except OptionsError as err:
+        print(f"jupyter-autoresearch: error: {err}", file=sys.stderr)
+        return 2
+    except AutoresearchError as err:
+        print(f"jupyter-autoresearch: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("jupyter-autoresearch: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:  # type: ignore[no-untyped-def]
+    from ._cells import write_notebook_copy
+    from ._factory import session_from_options
+    from ._options import RunOptions, _options, parse_magic_line
+    from ._report import ProgressPrinter, history_table
+    from ._target import load_target
+
+    cli = _options(vars(args))
+    target = load_target(args.target, cell=cli.cell)
+    options = RunOptions()
+    if target.magic_line:
+        options = options.merged_under(parse_magic_line(target.magic_line))
+    options = options.merged_under(cli)
+    session = session_from_options(target, options)
+    session.subscribe(ProgressPrinter(sys.stderr))
+    # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: session.stop())
+    session.run()
+    print(file=sys.stderr)
+    print(history_table(session.runs, session.task.metric), file=sys.stderr)
+    best = session.best_run
+    if best is not None:
+        print(f"\nbest: run {best.run}, {session.task.metric}={best.metric:.8g}; "
+              f"code in {session.folder / 'best.py'}", file=sys.stderr)
+    if target.is_notebook and options.insert != "none":
+        kept = [r for r in session.runs if r.kept and not r.asi.get("baseline")]
+        if options.insert == "best":
+            kept = [best] if best is not None and not best.asi.get("baseline") else []
+        infeasible = {
+            r.run: "violates " + "; ".join(filter(None, (c.violation(r.metrics) for c in session.task.constraints)))
+            for r in kept if any(c.violation(r.metrics) for c in session.task.constraints)
+        }
+        output = Path(options.output) if options.output else target.path.with_suffix(".autoresearch.ipynb")
+        write_notebook_copy(target, session.name, kept, session.task.metric, output, infeasible=infeasible)
+        print(f"accepted cells written to {output}", file=sys.stderr)
+    if options.json:
+        print(json.dumps(session.summary(), indent=2))
+    return 130 if session.stop_reason == "interrupted" else 0
+
+
+def _show(path: Path, *, as_json: bool) -> int:
+    from ._factory import load_session
+    from ._report import history_table
+
+    session = load_session(path)
+    for warning in session.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if as_json:
+        for record in session.runs:
+            print(json.dumps(record.to_json()))
+        return 0
+    kind = "pi-autoresearch log" if session.read_only else "session"
+    print(f"{kind} {session.name}: {len(session.runs)} runs, "
+          f"{len({r.segment for r in session.runs})} segments; {session.task.title}")
+    print(history_table(session.runs, session.task.metric))
+    segments = sorted({r.segment for r in session.runs})
+    for segment in segments:
+        kept = [r for r in session.segment_runs(segment) if r.kept]
+        if kept:
+            print(f"best of segment {segment}: run {kept[-1].run}, {session.task.metric}={kept[-1].metric:.8g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
