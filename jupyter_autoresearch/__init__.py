@@ -1,8 +1,120 @@
-"""jupyter-autoresearch: let a language model run experiments on your notebook."""
+"""jupyter-autoresearch: let a language model run experiments on your notebook.
 
-from ._metrics import metric
+``%load_ext jupyter_autoresearch`` adds the ``%%autoresearch`` magic; the same engine
+runs headless with ``jupyter-autoresearch run``. The Python API::
+
+    import jupyter_autoresearch as ar
+    session = ar.create_session("optimise.py", maximize="revenue_millions",
+                                constraints=["spend_millions <= 30"], model="openai/gpt-5-mini")
+    session.run()
+    session.runs_dataframe()
+"""
+
+from ._constraints import Constraint, parse_constraint
+from ._errors import (
+    AutoresearchError,
+    BaselineError,
+    ConstraintError,
+    EvaluationError,
+    ExportError,
+    JournalError,
+    MetricParseError,
+    OptionsError,
+    ProposalError,
+    TargetError,
+)
+from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup
+from ._events import (
+    BaselineDone,
+    ConstraintsChanged,
+    Decision,
+    EvaluationDone,
+    EvaluationStarted,
+    Event,
+    ProposalReady,
+    ProposalStarted,
+    ReasoningDelta,
+    SessionStarted,
+    StateChanged,
+    Stopped,
+    TaskInferred,
+)
+from ._factory import create_session, load_session
+from ._metrics import metric, parse_metrics
+from ._propose import Proposal, ProposalContext, Proposer, ReplayProposer
+from ._records import RunRecord
+from ._session import Session
+from ._task import Limits, TaskSpec, Threshold
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AutoresearchError",
+    "BaselineDone",
+    "BaselineError",
+    "Constraint",
+    "ConstraintError",
+    "ConstraintsChanged",
+    "Decision",
+    "EvaluationDone",
+    "EvaluationError",
+    "EvaluationStarted",
+    "Evaluator",
+    "Event",
+    "ExportError",
+    "ForkEvaluator",
+    "JournalError",
+    "LiteLLMProposer",
+    "Limits",
+    "MetricParseError",
+    "OptionsError",
+    "Outcome",
+    "Proposal",
+    "ProposalContext",
+    "ProposalError",
+    "ProposalReady",
+    "ProposalStarted",
+    "Proposer",
+    "ReasoningDelta",
+    "ReplayProposer",
+    "RunRecord",
+    "Session",
+    "SessionStarted",
+    "StateChanged",
+    "Stopped",
+    "TargetError",
+    "TaskInferred",
+    "TaskSpec",
+    "Threshold",
+    "WorkerSetup",
+    "create_session",
+    "load_ipython_extension",
+    "load_session",
+    "metric",
+    "parse_constraint",
+    "parse_metrics",
+    "sessions",
+]
+
+
+def __getattr__(name: str) -> object:
+    # litellm and IPython take seconds to import: only on first use.
+    if name == "LiteLLMProposer":
+        from ._litellm import LiteLLMProposer
+
+        return LiteLLMProposer
+    if name == "sessions":
+        from ._registry import sessions
+
+        return sessions
+    raise AttributeError(f"module 'jupyter_autoresearch' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext jupyter_autoresearch``: register the magics."""
+    from ._magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

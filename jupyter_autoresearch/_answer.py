@@ -33,6 +33,17 @@ class Answer:
     problem: str | None = None
 
 
+def syntax_problem(code: str) -> str | None:
+    """Why ``code`` does not compile as Python, or None."""
+    try:
+        compile(code, "<candidate>", "exec")
+    except SyntaxError as err:
+        return f"SyntaxError: {err.msg} (line {err.lineno}: {(err.text or '').strip()[:80]})"
+    except ValueError as err:  # e.g. null bytes
+        return f"the code cannot be compiled: {err}"
+    return None
+
+
 def parse_answer(text: str) -> Answer:
     """Parse the model's plain-text answer.
 
@@ -52,7 +63,7 @@ def parse_answer(text: str) -> Answer:
         code = blocks[-1]
         if not code.strip():
             return Answer(hypothesis, "", None, ideas, "the answer's code block is empty")
-        return Answer(hypothesis, code, None, ideas)
+        return Answer(hypothesis, code, None, ideas, syntax_problem(code))
     done = _DONE.search(text)
     if done:
         return Answer(hypothesis, "", done.group(1).strip() or "no reason given", ideas)

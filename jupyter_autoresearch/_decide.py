@@ -94,18 +94,17 @@ def judge(
 def confidence(task: TaskSpec, segment_runs: Sequence[RunRecord]) -> float | None:
     """How far the best is from the segment's baseline, in units of the metric's spread.
 
-    As pi-autoresearch: |best - baseline| / MAD of the segment's metric values; None
-    when there are fewer than three values or no spread.
+    As pi-autoresearch defines it: |best kept - baseline| / MAD of the metric values of
+    the segment's runs; None with fewer than three values, no spread, no kept run, or a
+    best that equals the baseline.
     """
-    values = [r.metric for r in segment_runs if r.metric is not None and r.status not in
-              ("crash", "timeout", "invalid", "violation")]
-    kept = [r for r in segment_runs if r.kept and r.metric is not None]
-    if len(values) < 3 or not kept:
+    values = [r.metric for r in segment_runs if r.metric is not None]
+    kept = [r.metric for r in segment_runs if r.kept and r.metric is not None]
+    baseline = segment_runs[0].metric if segment_runs else None
+    if len(values) < 3 or not kept or baseline is None:
         return None
     spread = mad(values)
-    if spread == 0:
+    best = max(kept) if task.direction == "higher" else min(kept)
+    if spread == 0 or best == baseline:
         return None
-    baseline = segment_runs[0].metric if segment_runs[0].metric is not None else kept[0].metric
-    best = kept[-1].metric
-    assert best is not None and baseline is not None
-    return round(abs(best - baseline) / spread, 2)
+    return round(abs(best - baseline) / spread, 3)

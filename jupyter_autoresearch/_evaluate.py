@@ -237,12 +237,9 @@ class ForkEvaluator(Evaluator):
         self._log = Path(tempfile.mkstemp(prefix="autoresearch-worker-", suffix=".log")[1])
         env = scrub_environment(os.environ)
         env["MPLBACKEND"] = "Agg"
-        # The worker must import this package even when it is not installed (a checkout).
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), package_root]))
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_autoresearch._worker", str(theirs.fileno())],
+                [sys.executable, str(Path(__file__).with_name("_worker.py")), str(theirs.fileno())],
                 cwd=setup.folder,
                 env=env,
                 pass_fds=(theirs.fileno(),),

@@ -148,22 +148,23 @@ class ReplayProposer(Proposer):
                 raise JournalError(f"{path}:{number} is not valid JSON; repair or remove that line") from None
             if data.get("type") == "config":
                 self.config = self.config or data
-            elif "run" in data and data.get("parent") is not None:
-                self.proposals.append(RunRecord.from_json(data))
+            elif "run" in data:
+                record = RunRecord.from_json(data)
+                if not record.is_baseline:
+                    self.proposals.append(record)
 
     def propose(self, context: ProposalContext, on_delta: DeltaCallback | None = None) -> Proposal:
-        used = sum(1 for r in context.history if r.segment == context.segment and r.parent is not None)
+        used = sum(1 for r in context.history if r.segment == context.segment and not r.is_baseline)
         mine = [r for r in self.proposals if r.segment == context.segment]
-        if used >= len(mine):
-            return Proposal.from_text(
-                f"DONE: the recording has no more proposals for segment {context.segment}",
-                model=self.model,
-            )
-        record = mine[used]
-        text = str(record.asi.get("answer") or _answer_text(record.hypothesis, record.code))
+        if used < len(mine):
+            record = mine[used]
+            text = str(record.asi.get("answer") or _answer_text(record.hypothesis, record.code))
+        else:
+            record = None
+            text = f"DONE: the recording has no more proposals for segment {context.segment}"
         if on_delta is not None:
             on_delta(text)
-        return Proposal.from_text(text, model=self.model, recorded=record.asi)
+        return Proposal.from_text(text, model=self.model, recorded=record.asi if record else {})
 
     def complete(self, system: str, user: str, on_delta: DeltaCallback | None = None) -> Proposal:
         config = self.config

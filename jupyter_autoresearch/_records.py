@@ -76,6 +76,11 @@ class RunRecord:
     def kept(self) -> bool:
         return self.status == "keep"
 
+    @property
+    def is_baseline(self) -> bool:
+        """The unchanged cell, or a segment's re-evaluated best: not a proposal."""
+        return self.parent is None or bool(self.asi.get("baseline"))
+
     def to_json(self) -> dict[str, Any]:
         """The log line: pi-autoresearch's fields first, then ours."""
         asi = dict(self.asi)

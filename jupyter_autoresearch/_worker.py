@@ -1,7 +1,7 @@
 """The warm evaluation worker: a long-lived process that forks one clean child per run.
 
 Started by :class:`jupyter_autoresearch.ForkEvaluator` as
-``python -m jupyter_autoresearch._worker FD`` (one end of a socket pair). It executes the setup once
+``python .../_worker.py FD`` (one end of a socket pair). It executes the setup once
 (the notebook variables or the cells above the benchmark, and the imports the cell
 needs), then answers ``run`` requests by forking: each child inherits that warm state
 copy-on-write, so a candidate starts clean in milliseconds instead of a cold Python
@@ -431,6 +431,9 @@ def _mapped_bytes() -> int:  # pragma: no cover - runs in the forked child
 
 
 def main() -> None:
+    # Started as a script (not -m) so the package is not imported; candidates then see
+    # sys.path as ``python cell.py`` run in the target's folder would.
+    sys.path[0] = os.getcwd()
     os.environ.setdefault("MPLBACKEND", "Agg")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the engine, which cancels us
     worker = Worker(Connection(int(sys.argv[1])))

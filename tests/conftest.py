@@ -1,0 +1,60 @@
+"""Shared fixtures: a scripted OpenAI-compatible server, work folders, recordings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from llm_server import LLMServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FILES = Path(__file__).parent / "files"
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[LLMServer]:
+    """A streaming OpenAI-compatible stub on 127.0.0.1, reset before each test that uses it."""
+    server = LLMServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def llm(llm_server: LLMServer) -> Iterator[LLMServer]:
+    llm_server.reset()
+    yield llm_server
+    llm_server.reset()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A folder with the marketing data, as an analyst's project folder."""
+    shutil.copy(EXAMPLES / "marketing_campaign_estimations.csv", tmp_path)
+    return tmp_path
+
+
+def write_recording(path: Path, proposals: list[tuple[str, str]], *, segment_of: list[int] | None = None,
+                    metric: str = "x", direction: str = "higher") -> Path:
+    """A replay recording: one run line per (hypothesis, code)."""
+    lines = [json.dumps({"type": "config", "name": "test", "metricName": metric,
+                         "bestDirection": direction})]
+    for index, (hypothesis, code) in enumerate(proposals):
+        segment = segment_of[index] if segment_of else 0
+        lines.append(json.dumps({"run": index + 2, "segment": segment, "parent": 1, "code": code,
+                                 "asi": {"hypothesis": hypothesis}}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def metric_cell(value: float | str, extra: str = "") -> str:
+    return f"{extra}\nprint('METRIC x={value}')\nprint('METRIC cost=1')\n".lstrip("\n")

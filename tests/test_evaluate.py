@@ -1,0 +1,159 @@
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_autoresearch import ForkEvaluator, WorkerSetup
+from jupyter_autoresearch._evaluate import imported_modules, scrub_environment
+
+
+@pytest.fixture
+def evaluator(tmp_path: Path):
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    with ForkEvaluator(timeout=3, memory_mb=512) as ev:
+        ev.start(WorkerSetup(folder=tmp_path, preimport=("json",), off_limits=("*.csv",)))
+        yield ev
+
+
+def run(ev: ForkEvaluator, code: str):
+    [outcome] = ev.evaluate([textwrap.dedent(code)])
+    return outcome
+
+
+def test_metrics_and_clean_state_per_candidate(evaluator: ForkEvaluator) -> None:
+    first = run(evaluator, "import json\nleak = 1\nprint('METRIC x=1.5')")
+    second = run(evaluator, "print('METRIC seen=' + str(int('leak' in globals())))")
+    assert first.kind == "ok" and first.metrics == {"x": 1.5}
+    assert second.metrics == {"seen": 0.0}  # nothing carries over between candidates
+
+
+def test_crash_reports_the_exception_and_a_traceback_from_the_candidate(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "print('METRIC x=1')\n{}['missing_column']")
+    assert outcome.kind == "crash"
+    assert outcome.error == "KeyError: 'missing_column'"
+    assert 'File "<candidate>", line 2' in outcome.stderr_tail
+    assert "_worker" not in outcome.stderr_tail  # the harness's own frames are hidden
+
+
+def test_nonzero_exit_is_a_crash_and_zero_exit_is_not(evaluator: ForkEvaluator) -> None:
+    assert run(evaluator, "import sys\nsys.exit(3)").kind == "crash"
+    assert run(evaluator, "import sys\nprint('METRIC x=1')\nsys.exit(0)").kind == "ok"
+
+
+def test_timeout_kills_the_whole_process_group(evaluator: ForkEvaluator, tmp_path: Path) -> None:
+    outcome = run(evaluator, """
+        import subprocess, time
+        child = subprocess.Popen(["sleep", "60"])
+        open("grandchild.pid", "w").write(str(child.pid))
+        time.sleep(60)
+    """)
+    assert outcome.kind == "timeout" and "timed out after 3" in str(outcome.error)
+    pid = int((tmp_path / "grandchild.pid").read_text())
+    time.sleep(0.2)
+    assert not _alive(pid)  # the grandchild died with its group
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status  # a killed orphan may linger as a zombie until reaped
+
+
+def test_memory_limit(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "x = bytearray(2 * 1024**3)")
+    assert outcome.kind == "crash" and "MemoryError" in str(outcome.error)
+    assert "--memory-limit" in str(outcome.error)
+
+
+def test_output_is_capped_but_metric_lines_survive(tmp_path: Path) -> None:
+    with ForkEvaluator(timeout=10, output_cap=1000) as ev:
+        ev.start(WorkerSetup(folder=tmp_path))
+        outcome = run(ev, "print('METRIC early=1')\nfor i in range(100000): print('noise', i)\nprint('METRIC late=2')")
+    assert outcome.metrics == {"early": 1.0, "late": 2.0}
+    assert len(outcome.stdout_tail) < 1100 and "output truncated" in outcome.stdout_tail
+
+
+def test_secrets_are_removed_and_cwd_is_the_target_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    monkeypatch.setenv("HARMLESS", "yes")
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path))
+        outcome = run(ev, """
+            import os
+            print(sorted(k for k in os.environ if k in ("OPENAI_API_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "HARMLESS")))
+            print(os.getcwd())
+        """)
+    assert "['HARMLESS']" in outcome.stdout_tail
+    assert str(tmp_path) in outcome.stdout_tail
+
+
+def test_figures_come_back_as_png(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nprint('METRIC x=1')")
+    assert len(outcome.figures) == 1 and outcome.figures[0].startswith(b"\x89PNG")
+
+
+def test_off_limits_write_through_python_is_refused(evaluator: ForkEvaluator, tmp_path: Path) -> None:
+    outcome = run(evaluator, "open('data.csv', 'w').write('wiped')")
+    assert outcome.touched == ("data.csv",)
+    assert (tmp_path / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_off_limits_write_behind_pythons_back_is_restored(evaluator: ForkEvaluator, tmp_path: Path) -> None:
+    outcome = run(evaluator, "import os\nos.system('echo wiped > data.csv; echo new > more.csv')\nprint('METRIC x=1')")
+    assert set(outcome.touched) == {"data.csv", "more.csv"}
+    assert (tmp_path / "data.csv").read_text() == "a,b\n1,2\n"
+    assert not (tmp_path / "more.csv").exists()
+
+
+def test_reading_off_limits_files_is_fine(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "print('METRIC n=' + str(len(open('data.csv').read())))")
+    assert outcome.kind == "ok" and outcome.touched == ()
+
+
+def test_a_batch_runs_concurrently_and_keeps_order(evaluator: ForkEvaluator) -> None:
+    codes = [f"import time\ntime.sleep(0.5)\nprint('METRIC i={i}')" for i in range(3)]
+    started = time.monotonic()
+    outcomes = evaluator.evaluate(codes)
+    assert [o.metrics["i"] for o in outcomes] == [0.0, 1.0, 2.0]
+    assert time.monotonic() - started < 1.4  # three 0.5 s sleeps overlapped
+
+
+def test_setup_code_and_shipped_namespace_are_warm(tmp_path: Path) -> None:
+    import cloudpickle
+
+    def shipped(v: int) -> int:
+        return v * 2
+
+    namespace = cloudpickle.dumps({"double": shipped, "base": 20})
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path, setup_code=("offset = 1",), namespace=namespace))
+        outcome = run(ev, "print(f'METRIC x={double(base) + offset}')")
+    assert outcome.metrics == {"x": 41.0}
+
+
+def test_failing_setup_is_one_clear_error(tmp_path: Path) -> None:
+    from jupyter_autoresearch import EvaluationError
+
+    with ForkEvaluator(timeout=10) as ev, pytest.raises(EvaluationError, match="setup cell 2 failed: NameError"):
+        ev.start(WorkerSetup(folder=tmp_path, setup_code=("a = 1", "b = missing")))
+
+
+def test_cancel_from_another_thread(evaluator: ForkEvaluator) -> None:
+    import threading
+
+    threading.Timer(0.3, evaluator.cancel).start()
+    outcome = run(evaluator, "import time\ntime.sleep(30)")
+    assert outcome.kind == "cancelled"
+
+
+def test_helpers() -> None:
+    assert imported_modules("import pandas as pd\nfrom cvxpy import Variable\nfrom . import x\nimport a.b") == (
+        "pandas", "cvxpy", "a")
+    assert scrub_environment({"OPENAI_API_KEY": "k", "HF_TOKEN": "t", "MY_SECRET_X": "s", "PATH": "/bin"}) == {
+        "PATH": "/bin"}

@@ -1,0 +1,390 @@
+"""The loop: statuses, stop rules, resume, controls, events, decisions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import metric_cell, write_recording
+from llm_server import LLMServer, Reply, answer
+
+import jupyter_autoresearch as ar
+from jupyter_autoresearch import (
+    BaselineError,
+    ConstraintError,
+    ConstraintsChanged,
+    Decision,
+    ReasoningDelta,
+    Stopped,
+    create_session,
+    load_session,
+)
+
+
+def make(tmp_path: Path, proposals: list[tuple[str, str]], *, code: str | None = None,
+         segment_of: list[int] | None = None, **options: Any) -> ar.Session:
+    (tmp_path / "bench.py").write_text(code or metric_cell(1))
+    recording = write_recording(tmp_path / "rec.jsonl", proposals, segment_of=segment_of)
+    options.setdefault("maximize", "x")
+    options.setdefault("timeout", 5)
+    return create_session(tmp_path / "bench.py", model=f"replay:{recording}", **options)
+
+
+def statuses(session: ar.Session) -> list[str]:
+    return [r.status for r in session.runs]
+
+
+def test_every_status(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    session = make(tmp_path, [
+        ("better", metric_cell(2)),
+        ("worse", metric_cell(0.5)),
+        ("equal is not better", metric_cell(2)),
+        ("crash", "raise ValueError('bad idea')"),
+        ("slow", "import time\ntime.sleep(30)"),
+        ("breaks the budget", metric_cell(9).replace("cost=1", "cost=50")),
+        ("forgets the metric", "print('METRIC cost=1')"),
+        ("touches data", "open('data.csv', 'w').write('')\n" + metric_cell(5)),
+    ], code="open('data.csv').read()\n" + metric_cell(1), constraints=["cost <= 10"], timeout=1)
+    session.run()
+    assert statuses(session) == ["keep", "keep", "discard", "discard", "crash", "timeout", "infeasible",
+                                 "invalid", "violation"]
+    runs = session.runs
+    assert runs[3].error == "x 2 vs best 2: not better"
+    assert runs[4].error == "ValueError: bad idea" and "bad idea" in runs[4].stderr_tail
+    assert "timed out" in str(runs[5].error)
+    assert runs[6].error == "cost <= 10 is violated (cost = 50)"
+    assert "printed no METRIC x=" in str(runs[7].error)
+    assert runs[8].error == "changed off-limits file data.csv (restored)"
+    assert (tmp_path / "data.csv").read_text() == "a\n1\n"
+    assert session.task.off_limits == ("data.csv",)  # proposed from the cell's own data file
+    assert session.best_run.run == 2 and session.stop_reason == "done"
+    assert (session.folder / "best.py").read_text() == metric_cell(2)
+    document = (session.folder / "prompt.md").read_text()
+    assert "`cost <= 10`" in document and "`data.csv`" in document and "| 6 | 0 | timeout |" in document
+
+
+def test_invalid_answer_from_the_model_is_logged_and_shown_next_time(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add("I would sort the table differently.", answer("fix", metric_cell(3)), "DONE: enough")
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url)
+    session.run()
+    assert statuses(session) == ["keep", "invalid", "keep"]
+    assert "neither a ```python block" in str(session.runs[1].error)
+    assert "I would sort the table differently." in llm.requests[1]["messages"][1]["content"]
+    assert session.stop_reason == "done" and "enough" in session.stop_detail
+
+
+@pytest.mark.parametrize("rule, options, runs", [
+    ("max-iterations", {"max_iterations": 2}, 3),
+    ("plateau", {"plateau": 2}, 4),  # keep, then two discards
+])
+def test_count_based_stop_rules(tmp_path: Path, rule: str, options: dict[str, Any], runs: int) -> None:
+    session = make(tmp_path, [("a", metric_cell(2)), ("b", metric_cell(1)), ("c", metric_cell(1)),
+                              ("d", metric_cell(5))], **options)
+    session.run()
+    assert session.stop_reason == rule and len(session.runs) == runs
+
+
+def test_max_time(tmp_path: Path) -> None:
+    slow = [(f"h{i}", metric_cell(i + 2, "import time\ntime.sleep(0.4)")) for i in range(10)]
+    session = make(tmp_path, slow, max_time="1s")
+    started = time.monotonic()
+    session.run()
+    assert session.stop_reason == "max-time"
+    assert 2 <= len(session.runs) < 6 and time.monotonic() - started < 5
+
+
+def test_max_cost_uses_litellm_prices(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.default = lambda request: Reply(answer("again", metric_cell(1)), prompt_tokens=1000, completion_tokens=1000)
+    # gpt-4o-mini is in litellm's bundled price map: $0.00075 per call here
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/gpt-4o-mini",
+                             api_base=llm.url, max_cost=0.002)
+    session.run()
+    assert session.stop_reason == "max-cost"
+    assert len(session.runs) == 4  # baseline + 3 calls: 0.00225 >= 0.002
+    assert session.runs[1].cost_usd == pytest.approx(0.00075)
+    assert session.total_tokens == 6000
+
+
+def test_unknown_prices_are_recorded_as_null(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add(answer("h", metric_cell(2)), "DONE: ok")
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/no-such-model-xyz",
+                             api_base=llm.url)
+    session.run()
+    assert session.runs[1].cost_usd is None and session.runs[1].tokens == 160
+
+
+def test_stop_from_another_thread_abandons_the_running_candidate(tmp_path: Path) -> None:
+    session = make(tmp_path, [("slow", "import time\ntime.sleep(60)")], timeout=120)
+    session.subscribe(lambda e: isinstance(e, ar.EvaluationStarted) and e.run == 2
+                      and threading.Timer(0.3, session.stop).start())
+    started = time.monotonic()
+    session.run()
+    assert session.stop_reason == "user" and time.monotonic() - started < 10
+    assert len(session.runs) == 1  # the abandoned run is not logged as a result
+
+
+def test_stop_during_streaming(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add(Reply(answer("long " * 200, metric_cell(2)), chunk=5, delay=0.01))
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url)
+    deltas: list[str] = []
+
+    def on_event(event: ar.Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            deltas.append(event.text)
+            if len(deltas) == 5:
+                session.stop()
+
+    session.subscribe(on_event)
+    session.run()
+    assert session.stop_reason == "user" and 5 <= len(deltas) < 50
+
+
+def test_pause_and_resume(tmp_path: Path) -> None:
+    session = make(tmp_path, [("a", metric_cell(2)), ("b", metric_cell(3))])
+    paused = threading.Event()
+
+    def on_event(event: ar.Event) -> None:
+        if isinstance(event, Decision) and event.record.run == 2:
+            session.pause()
+            paused.set()
+
+    session.subscribe(on_event)
+    thread = session.start()
+    assert paused.wait(20)
+    time.sleep(0.5)
+    assert session.state == "paused" and len(session.runs) == 2
+    session.resume()
+    thread.join(20)
+    assert len(session.runs) == 3 and session.stop_reason == "done"
+
+
+def test_a_raising_subscriber_does_not_break_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    session = make(tmp_path, [("a", metric_cell(2))])
+    seen: list[str] = []
+    session.subscribe(lambda e: 1 / 0)
+    session.subscribe(lambda e: seen.append(type(e).__name__))
+    session.run()
+    assert statuses(session) == ["keep", "keep"]
+    assert seen == ["SessionStarted", "EvaluationStarted", "EvaluationDone", "BaselineDone", "Decision",
+                    "ProposalStarted", "ReasoningDelta", "ProposalReady", "EvaluationStarted", "EvaluationDone",
+                    "Decision", "ProposalStarted", "ReasoningDelta", "ProposalReady", "Stopped"]
+    assert "subscriber" in caplog.text
+
+
+def test_resume_continues_numbering_best_and_history(tmp_path: Path) -> None:
+    proposals = [("a", metric_cell(2)), ("b", metric_cell(1)), ("c", metric_cell(4))]
+    first = make(tmp_path, proposals, max_iterations=2)
+    first.run()
+    assert [r.run for r in first.runs] == [1, 2, 3]
+    second = make(tmp_path, proposals)
+    second.run()
+    assert [r.run for r in second.runs] == [1, 2, 3, 4]
+    assert second.runs[3].metric == 4 and second.runs[3].parent == 2
+    assert second.best_run.run == 4
+    assert len(load_session(second.folder).runs) == 4
+
+
+def test_resume_with_other_objective_is_refused(tmp_path: Path) -> None:
+    make(tmp_path, [], max_iterations=0).run()
+    with pytest.raises(ar.OptionsError, match="optimises x .higher is better., not x .lower.; choose another --session"):
+        make(tmp_path, [], maximize=None, minimize="x").run()
+
+
+def test_constraints_edited_mid_run_open_a_new_segment(tmp_path: Path) -> None:
+    proposals = [("cheap", metric_cell(2)), ("pricey", metric_cell(5).replace("cost=1", "cost=8")),
+                 ("after", metric_cell(3)), ("after2", metric_cell(4).replace("cost=1", "cost=3"))]
+    session = make(tmp_path, proposals, segment_of=[0, 0, 1, 1])
+    events: list[ar.Event] = []
+
+    def on_event(event: ar.Event) -> None:
+        events.append(event)
+        if isinstance(event, Decision) and event.record.run == 3:
+            session.set_constraints(["cost <= 2"])
+
+    session.subscribe(on_event)
+    session.run()
+    runs = session.runs
+    assert [(r.run, r.segment, r.status) for r in runs] == [
+        (1, 0, "keep"), (2, 0, "keep"), (3, 0, "keep"),
+        (4, 1, "infeasible"),  # run 3 re-evaluated under cost <= 2 becomes the segment baseline
+        (5, 1, "keep"), (6, 1, "infeasible")]
+    assert runs[3].parent == 3 and runs[3].asi["baseline"]
+    changed = next(e for e in events if isinstance(e, ConstraintsChanged))
+    assert changed.constraints == ("cost <= 2",) and changed.segment == 1 and changed.now_infeasible == (3,)
+    assert session.best_run.run == 5
+    log = load_session(session.folder)
+    assert [c.constraints for c in log._configs] == [(), ("cost <= 2",)]
+
+
+def test_constraint_edits_are_validated(tmp_path: Path) -> None:
+    session = make(tmp_path, [], max_iterations=0)
+    session.run()
+    with pytest.raises(ConstraintError, match="names spend, which no run reported .known: cost, x."):
+        session.set_constraints(["spend <= 3"])
+    with pytest.raises(ConstraintError, match="unknown operator"):
+        session.set_constraints(["cost != 3"])
+
+
+def test_resuming_with_new_constraints_starts_a_segment(tmp_path: Path) -> None:
+    make(tmp_path, [("a", metric_cell(2))]).run()
+    second = make(tmp_path, [("a", metric_cell(2)), ("b", metric_cell(3))], segment_of=[0, 1],
+                  constraints=["cost <= 1"])
+    second.run()
+    assert [(r.run, r.segment, r.status) for r in second.runs] == [
+        (1, 0, "keep"), (2, 0, "keep"), (3, 1, "keep"), (4, 1, "keep")]
+    assert second.runs[2].asi["baseline"] and second.runs[2].parent == 2
+
+
+def counter_cell(values: list[float]) -> str:
+    """A cell that prints the next of ``values`` each time it runs (noise, made repeatable)."""
+    return (
+        "import os\n"
+        f"values = {values!r}\n"
+        "n = int(open('n.txt').read()) if os.path.exists('n.txt') else 0\n"
+        "open('n.txt', 'w').write(str(n + 1))\n"
+        "print(f'METRIC x={values[n % len(values)]}')\n"
+    )
+
+
+def test_repeats_take_the_median_and_noise_blocks_lucky_runs(tmp_path: Path) -> None:
+    session = make(
+        tmp_path,
+        [("lucky", counter_cell([10.0, 14.0, 7.0])),  # median 10.6? no: values continue the counter
+         ("clearly better", "print('METRIC x=20')")],
+        code=counter_cell([10.0, 8.0, 12.0]), repeats=3,
+    )
+    session.run()
+    baseline, lucky, better = session.runs
+    assert baseline.repeats == (10.0, 8.0, 12.0) and baseline.metric == 10.0
+    # the counter file continues: the candidate sees values[3..5] of its own list = 10, 14, 7
+    assert lucky.repeats == (10.0, 14.0, 7.0) and lucky.metric == 10.0 and lucky.status == "discard"
+    assert better.status == "keep" and better.repeats == (20.0, 20.0, 20.0)
+
+
+def test_noise_threshold_from_spread(tmp_path: Path) -> None:
+    session = make(tmp_path, [("slightly", counter_cell([11.0, 9.0, 13.0]))],
+                   code=counter_cell([10.0, 8.0, 12.0]), repeats=3)
+    session.run()
+    assert session.runs[1].metric == 11.0
+    assert session.runs[1].status == "discard" and "within noise" in str(session.runs[1].error)
+
+
+@pytest.mark.parametrize("threshold, status", [("0.5", "discard"), ("0.05", "keep"), ("60%", "discard"),
+                                               ("40%", "keep")])
+def test_min_improvement(tmp_path: Path, threshold: str, status: str) -> None:
+    session = make(tmp_path, [("h", metric_cell(1.5))], min_improvement=threshold)
+    session.run()
+    assert session.runs[1].status == status
+
+
+def test_minimize(tmp_path: Path) -> None:
+    session = make(tmp_path, [("lower", metric_cell(0.5)), ("higher", metric_cell(2))], maximize=None,
+                   minimize="x")
+    session.run()
+    assert statuses(session) == ["keep", "keep", "discard"]
+
+
+def test_parallel_proposals_are_evaluated_together(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    values = iter([3, 2, 5, 4])
+    lock = threading.Lock()
+
+    def reply(request: dict[str, Any]) -> Reply:
+        with lock:
+            value = next(values, None)
+        if value is None:
+            return Reply("DONE: out of ideas")
+        return Reply(answer(f"try {value}", metric_cell(value, "import time\ntime.sleep(0.3)")))
+
+    llm.default = reply
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url,
+                             parallel=2, max_iterations=4)
+    session.run()
+    runs = session.runs
+    assert [r.run for r in runs] == [1, 2, 3, 4, 5]
+    assert session.best_run.metric == 5
+    assert len(llm.requests) == 4  # one request per run
+
+
+def test_one_request_per_iteration_and_the_prompt_learns_from_failures(
+        tmp_path: Path, llm: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-a-prompt-123")
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add(answer("crash it", "import missing_module_xyz"),
+            answer("worse", metric_cell(0.5)) + "Idea: try a MILP\n",
+            answer("fine", metric_cell(2)),
+            "DONE: done")
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url,
+                             constraints=["cost <= 3"])
+    session.subscribe(lambda e: isinstance(e, Decision) and e.record.run == 2 and session.steer("prefer numpy"))
+    session.run()
+    assert len(llm.requests) == 4 and len(session.runs) == 4
+    third = llm.requests[2]["messages"][1]["content"]
+    assert "ModuleNotFoundError: No module named 'missing_module_xyz'" in third
+    assert "## Notes from the analyst" in third and "prefer numpy" in third
+    assert "`cost <= 3`" in third
+    fourth = llm.requests[3]["messages"][1]["content"]
+    assert "run 3 (discard): x 0.5 vs best 1: not better" in fourth
+    assert "try a MILP" in fourth  # the ideas backlog
+    assert "print('METRIC x=2')" in fourth  # the current best code
+    assert all("sk-never-in-a-prompt-123" not in str(r) for r in llm.requests)
+    assert "sk-never" not in (session.folder / "log.jsonl").read_text()
+    assert (session.folder / "ideas.md").read_text().count("try a MILP") == 1
+
+
+def test_task_inference_makes_one_setup_request(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "data.csv").write_text("a\n")
+    (tmp_path / "bench.py").write_text("open('data.csv').read()\n" + metric_cell(1))
+    llm.add(
+        "Objective: make x as large as possible without raising cost.\n"
+        "Primary: x (higher)\nSecondary: cost\nConstraints:\n- cost <= 1\n- a prose rule\nOff limits:\n- data.csv\n",
+        answer("better", metric_cell(2)),
+        "DONE: enough",
+    )
+    session = create_session(tmp_path / "bench.py", model="openai/test", api_base=llm.url)
+    inferred: list[ar.TaskSpec] = []
+    session.subscribe(lambda e: isinstance(e, ar.TaskInferred) and inferred.append(e.task))
+    session.run()
+    assert inferred and inferred[0].metric == "x" and inferred[0].direction == "higher"
+    assert session.task.constraint_texts == ("cost <= 1",)
+    assert "print('METRIC x=1')" in llm.requests[0]["messages"][1]["content"]
+    assert "- x = 1" in llm.requests[0]["messages"][1]["content"]
+    assert len(llm.requests) == 3 and statuses(session) == ["keep", "keep"]
+    document = (session.folder / "prompt.md").read_text()
+    assert "make x as large as possible" in document and "`x` (higher is better)" in document
+
+
+def test_no_setup_request_when_the_objective_is_given(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add("DONE: nothing to do")
+    create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url).run()
+    assert len(llm.requests) == 1 and "Propose the next change" in llm.requests[0]["messages"][1]["content"]
+
+
+def test_baseline_errors_are_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(BaselineError, match=r"crashed: ZeroDivisionError: division by zero; fix the cell"):
+        make(tmp_path, [], code="1 / 0").run()
+    with pytest.raises(BaselineError, match=r"printed no METRIC y \(it printed x, cost\)"):
+        make(tmp_path, [], maximize="y").run()
+    with pytest.raises(BaselineError, match=r"metric x has value nan, which is not finite"):
+        make(tmp_path, [], code="print('METRIC x=nan')").run()
+    with pytest.raises(ConstraintError, match=r"names spend, which the baseline never printed"):
+        make(tmp_path, [], constraints=["spend <= 3"]).run()
+
+
+def test_stopped_event_carries_reason_and_best(tmp_path: Path) -> None:
+    session = make(tmp_path, [("a", metric_cell(2))])
+    stopped: list[Stopped] = []
+    session.subscribe(lambda e: isinstance(e, Stopped) and stopped.append(e))
+    session.run()
+    assert stopped[0].reason == "done" and stopped[0].best.run == 2 and stopped[0].runs == 2
+    summary = session.summary()
+    assert summary["baseline"]["metric"] == 1 and summary["best"]["code"] == metric_cell(2)
