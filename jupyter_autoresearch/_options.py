@@ -61,11 +61,22 @@ class _Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             words = message.split(":", 1)[1].split()
             option = next((w for w in words if w.startswith("-")), words[0] if words else "")
-            known = [o for action in self._actions for o in action.option_strings]
+            known = _option_strings(self)
             close = difflib.get_close_matches(option.split("=")[0], known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; see {self.prog} --help"
             raise OptionsError(f"unknown option {option}{hint}")
         raise OptionsError(f"{message}; see {self.prog} --help")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of ``parser`` and its sub-commands (extras surface at the top level)."""
+    found: list[str] = []
+    for action in parser._actions:
+        found += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+    return found
 
 
 def _positive_int(text: str) -> int:
