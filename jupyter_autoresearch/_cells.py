@@ -7,14 +7,21 @@ metadata and position rule (run order: each new variant below the previous one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._records import RunRecord
-from ._target import Target
 
-__all__ = ["INFEASIBLE_PREFIX", "mark_infeasible", "variant_cell", "write_notebook_copy"]
+__all__ = [
+    "INFEASIBLE_PREFIX",
+    "Insertion",
+    "insertion_index",
+    "mark_infeasible",
+    "variant_cell",
+    "write_notebook_copy",
+]
 
 INFEASIBLE_PREFIX = "# autoresearch: INFEASIBLE: "
 
@@ -54,28 +61,32 @@ def insertion_index(cells: Sequence[Any], anchor: int, session: str) -> int:
     return index
 
 
-def write_notebook_copy(
-    target: Target,
-    session: str,
-    records: Sequence[RunRecord],
-    metric: str | None,
-    output: Path,
-    *,
-    infeasible: dict[int, str] | None = None,
-) -> Path:
-    """Copy the notebook with a cell per record below the benchmark; returns ``output``."""
+@dataclass(frozen=True)
+class Insertion:
+    """Variant cells to place below one benchmark cell."""
+
+    anchor: int
+    session: str
+    metric: str | None
+    records: Sequence[RunRecord]
+    infeasible: Mapping[int, str] = field(default_factory=dict)
+
+
+def write_notebook_copy(source: Path, output: Path, insertions: Sequence[Insertion]) -> Path:
+    """Copy the notebook with each insertion's cells below its anchor; returns ``output``."""
     import nbformat
 
-    notebook = nbformat.read(target.path, as_version=4)
-    anchor = target.cell_index if target.cell_index is not None else len(notebook.cells) - 1
-    for record in records:
-        source, metadata = variant_cell(session, record, metric)
-        note = (infeasible or {}).get(record.run)
-        if note:
-            source = mark_infeasible(source, note)
-            metadata["autoresearch"]["infeasible"] = note
-        cell = nbformat.v4.new_code_cell(source=source, metadata=metadata)
-        notebook.cells.insert(insertion_index(notebook.cells, anchor, session), cell)
+    notebook = nbformat.read(source, as_version=4)
+    # Bottom-up, so that inserting below one anchor never moves the ones above it.
+    for insertion in sorted(insertions, key=lambda i: i.anchor, reverse=True):
+        for record in insertion.records:
+            text, metadata = variant_cell(insertion.session, record, insertion.metric)
+            note = insertion.infeasible.get(record.run)
+            if note:
+                text = mark_infeasible(text, note)
+                metadata["autoresearch"]["infeasible"] = note
+            cell = nbformat.v4.new_code_cell(source=text, metadata=metadata)
+            notebook.cells.insert(insertion_index(notebook.cells, insertion.anchor, insertion.session), cell)
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, output)
     return output

@@ -95,6 +95,8 @@ def read_log(path: Path) -> SessionLog:
             if data.get("type") == "config":
                 configs.append(SegmentConfig.from_json(data, segment=max(len(configs), 0)))
                 continue
+            if "type" in data:
+                continue  # a line kind this version does not know: not a run
             segment = int(data.get("segment", max(len(configs) - 1, 0)))
             metric_name = _config_for(configs, segment).metric_name if configs else None
             runs.append(RunRecord.from_json({**data, "segment": segment}, metric_name=metric_name))

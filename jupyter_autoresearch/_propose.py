@@ -115,8 +115,10 @@ class ReplayProposer(Proposer):
     """Replays the proposals recorded in a session log, in order.
 
     Proposals are matched to segments: in segment ``s`` the replay serves the recorded
-    proposals of segment ``s`` that the session has not used yet, then answers ``DONE``.
-    That keeps a resumed or re-constrained session in step with its recording.
+    proposals of segment ``s`` that the session has not used yet, then answers ``DONE``
+    (with the reason of a recorded ``{"type": "done", "segment": s, "reason": ...}``
+    line, if any). That keeps a resumed or re-constrained session in step with its
+    recording.
 
     Args:
         path: a ``log.jsonl`` (ours), a session folder, or a recording in the same format.
@@ -127,6 +129,7 @@ class ReplayProposer(Proposer):
         self.model = f"replay:{path}"
         self.config: dict[str, object] = {}
         self.proposals: list[RunRecord] = []
+        self.done: dict[int, str] = {}  # segment -> the recorded DONE reason
         self._load()
 
     def _load(self) -> None:
@@ -148,6 +151,8 @@ class ReplayProposer(Proposer):
                 raise JournalError(f"{path}:{number} is not valid JSON; repair or remove that line") from None
             if data.get("type") == "config":
                 self.config = self.config or data
+            elif data.get("type") == "done":
+                self.done[int(data.get("segment", 0))] = str(data.get("reason") or "")
             elif "run" in data:
                 record = RunRecord.from_json(data)
                 if not record.is_baseline:
@@ -161,7 +166,8 @@ class ReplayProposer(Proposer):
             text = str(record.asi.get("answer") or _answer_text(record.hypothesis, record.code))
         else:
             record = None
-            text = f"DONE: the recording has no more proposals for segment {context.segment}"
+            reason = self.done.get(context.segment)
+            text = f"DONE: {reason or f'the recording has no more proposals for segment {context.segment}'}"
         if on_delta is not None:
             on_delta(text)
         return Proposal.from_text(text, model=self.model, recorded=record.asi if record else {})

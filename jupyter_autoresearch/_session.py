@@ -492,7 +492,8 @@ class Session:
         self.task = self.task.with_constraints(list(constraints))
         self._write_config(segment)
         now_infeasible = tuple(
-            r.run for r in self.runs if r.kept and any(c.violation(r.metrics) for c in self.task.constraints)
+            r.run for r in self.runs
+            if r.kept and not r.is_baseline and any(c.violation(r.metrics) for c in self.task.constraints)
         )
         self._emit(ConstraintsChanged(self.name, self.task.constraint_texts, segment, now_infeasible))
         run = self._next_run()

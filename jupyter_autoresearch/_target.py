@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._errors import TargetError
 
-__all__ = ["MAGIC", "Target", "load_target", "split_magic"]
+__all__ = ["MAGIC", "Target", "load_target", "load_targets", "split_magic"]
 
 MAGIC = "%%autoresearch"
 # Line magics and shell escapes cannot run in the plain-Python worker.
@@ -80,30 +81,53 @@ def load_target(path: str | Path, *, cell: int | None = None) -> Target:
         if not code.strip():
             raise TargetError(f"{file} is empty; write the cell that prints METRIC lines first")
         return Target(path=file, code=code)
-    return _notebook_target(file, cell)
+    return _pick_cell(file, cell)
 
 
-def _notebook_target(file: Path, cell: int | None) -> Target:
+def load_targets(path: str | Path, *, cell: int | None = None) -> list[Target]:
+    """Every benchmark of a file: a script's one, or each ``%%autoresearch`` cell in order.
+
+    Running a notebook headless runs its benchmark cells one after the other, as
+    executing the notebook would; later cells of the same session resume it.
+    """
+    file = Path(path)
+    if file.suffix != ".ipynb" or cell is not None or not file.is_file():
+        return [load_target(file, cell=cell)]
+    notebook = _read_notebook(file)
+    indices = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and split_magic(c.source)]
+    if not indices:
+        return [load_target(file)]  # raises the "no benchmark cell" error
+    return [_notebook_target(file, notebook, i) for i in indices]
+
+
+def _read_notebook(file: Path) -> Any:
     import nbformat
 
     try:
-        notebook = nbformat.read(file, as_version=4)
+        return nbformat.read(file, as_version=4)
     except Exception as err:  # noqa: BLE001 - nbformat raises many kinds for a bad file
         raise TargetError(f"{file} is not a readable notebook: {err}") from None
+
+
+def _pick_cell(file: Path, cell: int | None) -> Target:
+    notebook = _read_notebook(file)
     code_cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
-    chosen = None
     if cell is not None:
         if not 1 <= cell <= len(code_cells):
             raise TargetError(f"--cell {cell} is out of range: {file} has {len(code_cells)} code cells")
-        chosen = code_cells[cell - 1]
-    else:
-        chosen = next(((i, c) for i, c in code_cells if split_magic(c.source)), None)
-        if chosen is None:
-            raise TargetError(
-                f"{file} has no cell starting with {MAGIC}; add that line on top of the "
-                "benchmark cell, or choose one with --cell N"
-            )
-    index, benchmark = chosen
+        return _notebook_target(file, notebook, code_cells[cell - 1][0])
+    chosen = next((i for i, c in code_cells if split_magic(c.source)), None)
+    if chosen is None:
+        raise TargetError(
+            f"{file} has no cell starting with {MAGIC}; add that line on top of the "
+            "benchmark cell, or choose one with --cell N"
+        )
+    return _notebook_target(file, notebook, chosen)
+
+
+def _notebook_target(file: Path, notebook: Any, index: int) -> Target:
+    code_cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    benchmark = notebook.cells[index]
     magic = split_magic(benchmark.source)
     line, code = magic if magic else ("", benchmark.source)
     if not code.strip():

@@ -61,43 +61,86 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args) -> int:  # type: ignore[no-untyped-def]
-    from ._cells import write_notebook_copy
+    from ._cells import Insertion, write_notebook_copy
     from ._factory import session_from_options
     from ._options import RunOptions, _options, parse_magic_line
     from ._report import ProgressPrinter, history_table
-    from ._target import load_target
+    from ._target import load_targets
 
     cli = _options(vars(args))
-    target = load_target(args.target, cell=cli.cell)
-    options = RunOptions()
-    if target.magic_line:
-        options = options.merged_under(parse_magic_line(target.magic_line))
-    options = options.merged_under(cli)
-    session = session_from_options(target, options)
-    session.subscribe(ProgressPrinter(sys.stderr))
-    # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
-    signal.signal(signal.SIGTERM, lambda *_: session.stop())
-    session.run()
-    print(file=sys.stderr)
-    print(history_table(session.runs, session.task.metric), file=sys.stderr)
-    best = session.best_run
-    if best is not None:
-        print(f"\nbest: run {best.run}, {session.task.metric}={best.metric:.8g}; "
-              f"code in {session.folder / 'best.py'}", file=sys.stderr)
-    if target.is_notebook and options.insert != "none":
-        kept = [r for r in session.runs if r.kept and not r.asi.get("baseline")]
-        if options.insert == "best":
-            kept = [best] if best is not None and not best.asi.get("baseline") else []
-        infeasible = {
-            r.run: "violates " + "; ".join(filter(None, (c.violation(r.metrics) for c in session.task.constraints)))
-            for r in kept if any(c.violation(r.metrics) for c in session.task.constraints)
-        }
-        output = Path(options.output) if options.output else target.path.with_suffix(".autoresearch.ipynb")
-        write_notebook_copy(target, session.name, kept, session.task.metric, output, infeasible=infeasible)
+    targets = load_targets(args.target, cell=cli.cell)
+    insertions: list[Insertion] = []
+    summaries = []
+    latest = {}  # session name -> its last run, whose constraints judge all its variants
+    for target in targets:
+        options = RunOptions()
+        if target.magic_line:
+            options = options.merged_under(parse_magic_line(target.magic_line))
+        options = options.merged_under(cli)
+        session = session_from_options(target, options)
+        session.subscribe(ProgressPrinter(sys.stderr))
+        # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
+        signal.signal(signal.SIGTERM, lambda *_: session.stop())
+        first_new = len(load_runs(session)) + 1
+        session.run()
+        latest[session.name] = session
+        summaries.append(session.summary())
+        print(file=sys.stderr)
+        print(history_table(session.runs, session.task.metric), file=sys.stderr)
+        best = session.best_run
+        if best is not None:
+            kept = [f"{r.metric:.8g}" for r in session.segment_runs() if r.kept]
+            print(f"\n{session.task.metric} (segment {session.segment}): {' -> '.join(kept)}", file=sys.stderr)
+            print(f"best: run {best.run}, {session.task.metric}={best.metric:.8g}; "
+                  f"code in {session.folder / 'best.py'}\n", file=sys.stderr)
+        if target.is_notebook and target.cell_index is not None:
+            insertions.append(Insertion(
+                anchor=target.cell_index, session=session.name, metric=session.task.metric,
+                records=_to_insert(session, options.insert, first_new), infeasible={},
+            ))
+        if session.stop_reason == "interrupted":
+            break
+    if any(i.records for i in insertions):
+        insertions = [_with_infeasible(i, latest[i.session]) for i in insertions]
+        output = Path(options.output) if options.output else targets[0].path.with_suffix(".autoresearch.ipynb")
+        write_notebook_copy(targets[0].path, output, insertions)
         print(f"accepted cells written to {output}", file=sys.stderr)
     if options.json:
-        print(json.dumps(session.summary(), indent=2))
+        summary = dict(summaries[-1])
+        if len(summaries) > 1:
+            summary["cells"] = summaries
+        print(json.dumps(summary, indent=2))
     return 130 if session.stop_reason == "interrupted" else 0
+
+
+def load_runs(session):  # type: ignore[no-untyped-def]
+    """The runs already logged in the session's folder (before it runs again)."""
+    from ._journal import read_log
+
+    log = session.folder / "log.jsonl"
+    return read_log(log).runs if log.exists() else ()
+
+
+def _to_insert(session, mode: str, first_new: int):  # type: ignore[no-untyped-def]
+    if mode == "none":
+        return []
+    fresh = [r for r in session.runs if r.run >= first_new and r.kept and not r.is_baseline]
+    if mode == "best":
+        best = session.best_run
+        return [best] if best is not None and best in fresh else []
+    return fresh
+
+
+def _with_infeasible(insertion, session):  # type: ignore[no-untyped-def]
+    """Variants the session's final constraints refuse are marked, not removed."""
+    from dataclasses import replace
+
+    notes = {}
+    for record in insertion.records:
+        broken = [v for c in session.task.constraints if (v := c.violation(record.metrics))]
+        if broken:
+            notes[record.run] = "; ".join(broken)
+    return replace(insertion, infeasible=notes)
 
 
 def _show(path: Path, *, as_json: bool) -> int:
