@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ._constraints import parse_constraints
@@ -152,6 +153,7 @@ def session_from_options(
         evaluator=evaluator or ForkEvaluator(timeout=options.timeout, memory_mb=options.memory_limit or None),
         setup=setup,
         constraints_given=options.constraint is not None,
+        target=replace(target, setup_code=target.setup_code or setup_code),
     )
 
 

@@ -41,6 +41,7 @@ from ._journal import Journal, SessionLog
 from ._prompt import INFERENCE_SYSTEM, inference_request, parse_task_draft, task_document
 from ._propose import Proposal, ProposalContext, Proposer
 from ._records import RunRecord, SegmentConfig
+from ._target import Target
 from ._task import Limits, TaskSpec
 
 if TYPE_CHECKING:
@@ -81,8 +82,10 @@ class Session:
         setup: WorkerSetup | None,
         constraints_given: bool = True,
         history: SessionLog | None = None,
+        target: Target | None = None,
     ) -> None:
         self.name = name
+        self.target = target
         self.folder = folder
         self.code = code
         self.task = task
@@ -168,6 +171,33 @@ class Session:
             rows.append(row)
         return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
+    @property
+    def history(self) -> pandas.DataFrame:
+        """The runs as a DataFrame (same as :meth:`runs_dataframe`)."""
+        return self.runs_dataframe()
+
+    @property
+    def best(self) -> RunRecord | None:
+        """The best kept run of the current segment: ``.code``, ``.metrics``, ``.run``."""
+        return self.best_run
+
+    def plot(self) -> Any:
+        """A matplotlib figure of the primary metric per run; returns the Figure."""
+        from ._plot import metric_figure
+
+        return metric_figure(self.runs, self.task.metric, self.task.direction)
+
+    def _repr_html_(self) -> str:
+        from ._html import summary_html
+
+        state = self.state if not self.stop_reason else f"stopped ({self.stop_reason})"
+        return summary_html(self.name, self.task.metric, self.runs, self.best_run, state)
+
+    def __repr__(self) -> str:
+        best = self.best_run
+        shown = f", best run {best.run}: {best.metric:.8g}" if best and best.metric is not None else ""
+        return f"<Session {self.name!r}: {self.state}, {len(self.runs)} runs{shown}>"
+
     def summary(self) -> dict[str, Any]:
         """The object ``--json`` prints."""
 
@@ -247,6 +277,12 @@ class Session:
 
     def known_metrics(self) -> set[str]:
         return {name for r in self.runs for name in r.metrics}
+
+    @property
+    def pending_constraints(self) -> tuple[str, ...] | None:
+        """Constraints set with :meth:`set_constraints` that the next iteration will apply."""
+        with self._lock:
+            return self._pending_constraints
 
     def set_constraints(self, texts: Sequence[str]) -> tuple[str, ...]:
         """Replace the constraint set; a new segment starts at the next iteration.

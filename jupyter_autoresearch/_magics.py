@@ -1,0 +1,349 @@
+"""``%%autoresearch`` and ``%autoresearch``: the notebook front of the engine."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import HTML, display
+from traitlets import Enum, Float, Int, Unicode
+
+from ._bridge import bridge, current_cell_id, extension_installed
+from ._cells import variant_cell
+from ._errors import AutoresearchError, ExportError, OptionsError
+from ._events import ConstraintsChanged, Decision, Event, Stopped
+from ._export import EXPORT_TARGETS, export_branch, export_file, export_notebook, winner
+from ._factory import load_session, session_from_options
+from ._options import RunOptions, new_parser, parse_magic_line
+from ._panel import Panel
+from ._registry import current, register
+from ._session import Session
+from ._target import Target, plain_python
+
+__all__ = ["AutoresearchMagics", "load_ipython_extension"]
+
+NO_EXTENSION = ("The JupyterLab extension is not active in this frontend, so accepted variants are not "
+                "inserted as cells: use Export > Copy best code, or run with --wait to get the best cell "
+                "at the end.")
+
+
+def _names_read(code: str) -> set[str]:
+    tree = ast.parse(code)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _bound_names(source: str) -> set[str]:
+    """Names a cell binds at top level (assignments, defs, imports, loops)."""
+    try:
+        tree = ast.parse(plain_python(source))
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        else:
+            for target in ast.walk(node):
+                if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
+                    names.add(target.id)
+    return names
+
+
+class _Inserter:
+    """Sends accepted runs to the extension as new cells below the benchmark cell."""
+
+    def __init__(self, session: Session, panel: Panel, cell_id: str | None, mode: str) -> None:
+        self.session, self.panel, self.cell_id, self.mode = session, panel, cell_id, mode
+        self.inserted: set[int] = set()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Decision):
+            self._state()
+            record = event.record
+            if self.mode == "accepted" and record.kept and not record.is_baseline:
+                self.insert(record.run)
+        elif isinstance(event, Stopped):
+            self._state()
+            if self.mode == "best" and event.best is not None and not event.best.is_baseline:
+                self.insert(event.best.run)
+        elif isinstance(event, ConstraintsChanged):
+            for run in event.now_infeasible:
+                if run in self.inserted:
+                    note = f"refused by the constraints of segment {event.segment} ({', '.join(event.constraints)})"
+                    bridge().send({"type": "mark", "anchor_cell_id": self.cell_id, "session": self.session.name,
+                                   "run": run, "note": note})
+
+    def insert(self, run: int) -> bool:
+        record = next(r for r in self.session.runs if r.run == run)
+        source, metadata = variant_cell(self.session.name, record, self.session.task.metric)
+        link = bridge()
+        if self.cell_id is None or not link.send({"type": "insert", "anchor_cell_id": self.cell_id,
+                                                  "session": self.session.name, "run": run, "source": source,
+                                                  "metadata": metadata}):
+            self.panel.note_fallback(NO_EXTENSION)
+            return False
+        self.inserted.add(run)
+        return True
+
+    def _state(self) -> None:
+        best = self.session.best_run
+        bridge().send({"type": "state", "session": self.session.name,
+                       "best": {"run": best.run, "metric": best.metric} if best else None})
+
+
+@magics_class
+class AutoresearchMagics(Magics):
+    """The ``%%autoresearch`` cell magic and the ``%autoresearch`` line magic.
+
+    Every trait is a default for the magic line, e.g. ``%config AutoresearchMagics.model
+    = "openai/gpt-5-mini"``; options on the magic line win.
+    """
+
+    model = Unicode(None, allow_none=True, help="litellm model string, or replay:PATH.").tag(config=True)
+    api_base = Unicode(None, allow_none=True, help="URL of an OpenAI-compatible server.").tag(config=True)
+    max_iterations = Int(20, help="Runs after the baseline.").tag(config=True)
+    timeout = Float(600.0, help="Seconds one evaluation may take.").tag(config=True)
+    memory_limit = Int(4096, help="MiB of memory a candidate may add.").tag(config=True)
+    repeats = Int(1, help="Evaluations per candidate; the median counts.").tag(config=True)
+    parallel = Int(1, help="Proposals evaluated at a time.").tag(config=True)
+    insert = Enum(["accepted", "best", "none"], "accepted",
+                  help="Which accepted variants come back as cells.").tag(config=True)
+    min_improvement = Unicode("0", help="How much a run must beat the best by (absolute or %).").tag(config=True)
+
+    def _defaults(self) -> RunOptions:
+        values = {name: getattr(self, name) for name in
+                  ("model", "api_base", "max_iterations", "timeout", "memory_limit", "repeats", "parallel",
+                   "insert", "min_improvement")}
+        return RunOptions(**values)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _fail(err: AutoresearchError) -> None:
+        print(f"autoresearch: {err}", file=sys.stderr)
+
+    # -- %%autoresearch ----------------------------------------------------------------
+    @cell_magic
+    def autoresearch(self, line: str, cell: str) -> None:
+        """Make this cell the benchmark and start the loop; see ``jupyter-autoresearch run --help``."""
+        try:
+            self._start(line, cell)
+        except AutoresearchError as err:
+            self._fail(err)
+
+    def _start(self, line: str, cell: str) -> None:
+        options = self._defaults().merged_under(parse_magic_line(line))
+        if not cell.strip():
+            raise OptionsError("the %%autoresearch cell is empty: write the code that prints METRIC lines "
+                               "below the magic line")
+        try:
+            names = _names_read(cell)
+        except SyntaxError as err:
+            raise OptionsError(f"the cell does not compile (line {err.lineno}: {err.msg}); candidates run as "
+                               "plain Python, so IPython syntax (%magics, !commands) is not allowed") from None
+        namespace, setup_code = self._ship(names, options.setup_cells)
+        stem = self._notebook_stem()
+        cell_id = current_cell_id()
+        target = Target(path=Path.cwd() / f"{stem}.ipynb", code=cell, setup_code=setup_code, magic_line=line,
+                        cell_id=cell_id)
+        name = options.session or stem
+        running = self._running(name)
+        if running is not None:
+            raise OptionsError(f"session {name} is already running; stop it with %autoresearch stop {name} "
+                               "or choose another --session")
+        # --setup-cells named In[] cells, resolved above: the worker runs target.setup_code.
+        session = session_from_options(target, replace(options, setup_cells=None), namespace=namespace)
+        register(session)
+        self.shell.user_ns["_autoresearch"] = session
+        link = bridge()
+        panel = Panel(session, export=lambda to, arg: self.export(session, to, arg))
+        session.subscribe(_Inserter(session, panel, cell_id, options.insert))
+        link.on_export = lambda to, arg: self.export(current(), to, arg)
+        display(panel.widget)
+        if not (options.model or "").startswith("replay:"):
+            from ._litellm import preload_litellm
+
+            preload_litellm()  # seconds of import, off the kernel's main thread
+        if not options.wait:
+            session.start()
+            return
+        try:
+            session.run()
+        except AutoresearchError as err:
+            self._fail(err)
+        finally:
+            panel.refresh()
+        display(HTML(session._repr_html_()))
+        best = session.best_run
+        if (options.insert != "none" and best is not None and not best.is_baseline
+                and link.available is not True and not extension_installed()):
+            source, _ = variant_cell(session.name, best, session.task.metric)
+            self.shell.set_next_input(source, replace=False)  # frontends without our extension
+
+    def _running(self, name: str) -> Session | None:
+        from ._registry import sessions
+
+        session = sessions().get(name)
+        return session if session is not None and session.state in ("running", "paused") else None
+
+    def _notebook_stem(self) -> str:
+        # jupyter_server tells the kernel its notebook's path; elsewhere there is none.
+        name = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__session__") or ""
+        stem = Path(str(name)).stem if str(name).endswith(".ipynb") else ""
+        return stem or "notebook"
+
+    def _ship(self, names: set[str], setup_cells: str | None) -> tuple[bytes | None, tuple[str, ...]]:
+        """Pickle the user's variables the cell reads; the In[] cells that define them, for export."""
+        import cloudpickle
+
+        user_ns = self.shell.user_ns
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        history: list[str] = list(user_ns.get("In", []))
+        if setup_cells:
+            try:
+                numbers = [int(n) for n in setup_cells.split(",") if n.strip()]
+            except ValueError:
+                raise OptionsError(f"--setup-cells {setup_cells!r}: give In[] numbers like 3,5") from None
+            bad = [n for n in numbers if not 0 < n < len(history)]
+            if bad:
+                raise OptionsError(f"--setup-cells {bad[0]}: there is no In[{bad[0]}] in this kernel")
+            return None, tuple(plain_python(history[n]) for n in numbers)
+        chosen = {n: user_ns[n] for n in sorted(names)
+                  if n in user_ns and n not in hidden and not n.startswith("_")}
+        for name, value in chosen.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception as err:  # noqa: BLE001 - any pickling failure gets the same advice
+                defining = [i for i in range(len(history) - 1, 0, -1) if name in _bound_names(history[i])]
+                where = f" {defining[0]}" if defining else " N"
+                raise OptionsError(
+                    f"cannot send variable {name!r} ({type(value).__name__}) to the evaluation worker "
+                    f"({type(err).__name__}); create it inside the cell, or rebuild it there with "
+                    f"--setup-cells{where} (the In[] number of the cell that defines it)"
+                ) from None
+        cells: set[int] = set()
+        for name in chosen:
+            defining = [i for i in range(1, len(history)) if name in _bound_names(history[i])]
+            if defining:
+                cells.add(defining[-1])  # the latest definition is the one in the namespace
+        return (cloudpickle.dumps(chosen) if chosen else None), tuple(plain_python(history[i]) for i in sorted(cells))
+
+    # -- export ------------------------------------------------------------------------
+    def export(self, session: Session, to: str, arg: str = "") -> str:
+        """Export the session's winner; returns what was done, in one line."""
+        if to not in EXPORT_TARGETS:
+            raise ExportError(f"unknown export target {to!r}; use one of {', '.join(EXPORT_TARGETS)}")
+        if to == "file":
+            return f"wrote {export_file(session, arg or f'{session.name}_best.py')}"
+        if to == "notebook":
+            return f"wrote {export_notebook(session, arg or f'{session.name}_best.ipynb')}"
+        if to == "branch":
+            return export_branch(session, arg or f"autoresearch/{session.name}")
+        best = winner(session)
+        cell_id = session.target.cell_id if session.target is not None else None
+        link = bridge()
+        source, metadata = variant_cell(session.name, best, session.task.metric)
+        if to == "replace":
+            if cell_id is None or not link.send({"type": "replace", "anchor_cell_id": cell_id,
+                                                 "source": best.code.rstrip("\n")}):
+                raise ExportError("replacing the benchmark cell needs the JupyterLab extension; "
+                                  "use --to cell, or --to file PATH")
+            return f"replaced the benchmark cell with run {best.run} (undo with Ctrl+Z in the cell)"
+        if cell_id is not None and link.send({"type": "insert", "anchor_cell_id": cell_id, "session": session.name,
+                                              "run": best.run, "source": source, "metadata": metadata}):
+            return f"inserted run {best.run} below the benchmark cell"
+        self.shell.set_next_input(source, replace=False)
+        return f"run {best.run} offered as the next cell"
+
+    # -- %autoresearch -----------------------------------------------------------------
+    @line_magic("autoresearch")
+    def autoresearch_line(self, line: str) -> Any:
+        """``%autoresearch status|stop|pause|resume|steer NOTE|constraints [EXPR ...]|history|session|export``."""
+        try:
+            return self._line(line)
+        except AutoresearchError as err:
+            self._fail(err)
+            return None
+
+    def _line(self, line: str) -> Any:
+        try:
+            argv = shlex.split(line)
+        except ValueError as err:
+            raise OptionsError(f"cannot read the %autoresearch line ({err}); check the quotes") from None
+        args = _line_parser().parse_args(argv or ["status"])
+        if args.command == "session":
+            return self._session(args.name or args.session)
+        session = self._session(args.session)
+        if args.command == "status":
+            print(_status(session))
+        elif args.command in ("stop", "pause", "resume"):
+            getattr(session, args.command)()
+            print(f"autoresearch: {args.command} sent to session {session.name}")
+        elif args.command == "steer":
+            session.steer(" ".join(args.note))
+            print(f"autoresearch: the next prompt of {session.name} carries the note")
+        elif args.command == "constraints":
+            if args.expressions:
+                applied = session.set_constraints(args.expressions)
+                print(f"autoresearch: constraints of {session.name} set to {', '.join(applied) or 'none'}; "
+                      "a new segment starts at the next iteration")
+            else:
+                print("\n".join(session.task.constraint_texts) or "(no constraints)")
+                if session.pending_constraints is not None:
+                    print(f"pending, from the next iteration: {', '.join(session.pending_constraints) or 'none'}")
+        elif args.command == "history":
+            return session.history
+        elif args.command == "export":
+            print(f"autoresearch: {self.export(session, args.to, ' '.join(args.arg))}")
+        return None
+
+    def _session(self, name: str | None) -> Session:
+        try:
+            return current(name)
+        except OptionsError:
+            folder = Path.cwd() / ".autoresearch" / (name or self._notebook_stem())
+            if name is not None and folder.is_dir():
+                return load_session(folder)  # a session from an earlier kernel, read-only
+            raise
+
+
+def _status(session: Session) -> str:
+    best = session.best_run
+    shown = f"best run {best.run}: {session.task.metric}={best.metric:.8g}" if best and best.metric is not None else "no kept run"
+    state = session.state + (f" ({session.stop_reason}: {session.stop_detail})" if session.stop_reason else "")
+    return f"{session.name}: {state}; {len(session.runs)} runs; {shown}"
+
+
+def _line_parser() -> argparse.ArgumentParser:
+    parser = new_parser("%autoresearch", add_help=False)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "stop", "pause", "resume", "history"):
+        commands.add_parser(name, add_help=False).add_argument("--session")
+    steer = commands.add_parser("steer", add_help=False)
+    steer.add_argument("note", nargs="+")
+    steer.add_argument("--session")
+    constraints = commands.add_parser("constraints", add_help=False)
+    constraints.add_argument("expressions", nargs="*")
+    constraints.add_argument("--session")
+    session = commands.add_parser("session", add_help=False)
+    session.add_argument("name", nargs="?")
+    session.add_argument("--session")
+    export = commands.add_parser("export", add_help=False)
+    export.add_argument("--to", choices=EXPORT_TARGETS, default="cell")
+    export.add_argument("arg", nargs="*")
+    export.add_argument("--session")
+    return parser
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and open the comm to the JupyterLab extension early."""
+    ipython.register_magics(AutoresearchMagics)
+    bridge()
+

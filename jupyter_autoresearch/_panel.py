@@ -1,0 +1,406 @@
+"""The live ipywidgets panel: header, streamed reasoning, history, chart, controls,
+constraint editor and export. It only subscribes to events and calls the session's
+public controls. Every model or candidate string is escaped before it becomes HTML.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+import ipywidgets as w
+
+from ._constraints import OPERATORS, parse_constraint
+from ._errors import AutoresearchError
+from ._events import (
+    BaselineDone,
+    ConstraintsChanged,
+    Decision,
+    EvaluationStarted,
+    Event,
+    ProposalReady,
+    ProposalStarted,
+    ReasoningDelta,
+    SessionStarted,
+    StateChanged,
+    Stopped,
+    TaskInferred,
+)
+from ._html import code_diff_html, history_html, output_html
+from ._plot import figure_png, metric_figure
+from ._session import Session
+
+__all__ = ["Panel"]
+
+#: At most this many redraws of the reasoning per second, however fast tokens arrive.
+REDRAWS_PER_SECOND = 10
+PAGE = 15
+_REASONING_CHARS = 6000
+
+
+class _Throttle:
+    """Calls ``flush`` at most every ``interval`` seconds; the last call always lands."""
+
+    def __init__(self, flush: Callable[[], None], interval: float) -> None:
+        self.flush, self.interval = flush, interval
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        with self._lock:
+            wait = self._last + self.interval - time.monotonic()
+            if wait <= 0:
+                self._last = time.monotonic()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            else:
+                return
+        self.flush()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer, self._last = None, time.monotonic()
+        self.flush()
+
+    def now(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._last = time.monotonic()
+        self.flush()
+
+
+class Panel:
+    """The widget for one session; ``panel.widget`` is what the notebook displays.
+
+    Args:
+        session: the session to show and control.
+        export: called with (target, argument) by the export controls; returns a message.
+    """
+
+    def __init__(self, session: Session, export: Callable[[str, str], str] | None = None) -> None:
+        self.session = session
+        self.export = export
+        self.started = time.monotonic()
+        self.state = session.state
+        self.detail = ""
+        self.current_run: int | None = None
+        self.phase = ""
+        self.tokens = session.total_tokens
+        self.cost = session.total_cost_usd
+        self.page = 0
+        self._reasoning: list[str] = []
+        self._lock = threading.Lock()
+        self._fallback_noted = False
+
+        self.header = w.HTML()
+        self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto"))
+        self.history = w.HTML()
+        self.older = w.Button(description="Older", icon="arrow-left", layout=w.Layout(width="90px"))
+        self.newer = w.Button(description="Newer", icon="arrow-right", layout=w.Layout(width="90px"))
+        self.page_label = w.Label()
+        self.run_picker = w.Dropdown(description="Run", options=[], layout=w.Layout(width="320px"))
+        self.run_detail = w.HTML()
+        self.chart = w.Image(format="png", layout=w.Layout(max_width="720px"))
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
+        self.pause_button = w.Button(description="Pause", icon="pause")
+        self.max_iterations = w.BoundedIntText(value=session.limits.max_iterations or 0, min=0, max=100_000,
+                                               description="Max iter.", layout=w.Layout(width="170px"))
+        self.steer_text = w.Text(placeholder="A note for the next prompt, e.g. 'try an exact solver'",
+                                 layout=w.Layout(width="420px"))
+        self.steer_button = w.Button(description="Steer", icon="comment")
+        self.message = w.HTML()
+        self.rows = w.VBox()
+        self.add_row = w.Button(description="Add constraint", icon="plus")
+        self.apply = w.Button(description="Apply constraints", icon="check", button_style="primary")
+        self.constraint_error = w.HTML()
+        self.export_target = w.Dropdown(options=[("Insert best below", "cell"), ("Replace benchmark cell", "replace"),
+                                                 ("Save as .py", "file"), ("New notebook", "notebook"),
+                                                 ("Git branch", "branch"), ("Copy best code", "copy")],
+                                        layout=w.Layout(width="200px"))
+        self.export_arg = w.Text(placeholder="path or branch name", layout=w.Layout(width="240px"))
+        self.export_button = w.Button(description="Export", icon="download")
+        self.export_message = w.HTML()
+        self.copy_box = w.Textarea(layout=w.Layout(width="100%", height="160px", display="none"))
+
+        self.stop_button.on_click(lambda _: self._control(session.stop))
+        self.pause_button.on_click(lambda _: self._toggle_pause())
+        self.max_iterations.observe(self._set_max_iterations, "value")
+        self.steer_button.on_click(lambda _: self._steer())
+        self.add_row.on_click(lambda _: self._add_row("", "<=", ""))
+        self.apply.on_click(lambda _: self._apply_constraints())
+        self.older.on_click(lambda _: self._page(+1))
+        self.newer.on_click(lambda _: self._page(-1))
+        self.run_picker.observe(lambda change: self._show_run(change["new"]), "value")
+        self.export_button.on_click(lambda _: self._export())
+        for constraint in session.task.constraints:
+            self._add_row(constraint.expression, constraint.op, f"{constraint.bound:g}")
+
+        self._reasoning_throttle = _Throttle(self._flush_reasoning, 1 / REDRAWS_PER_SECOND)
+        self._header_throttle = _Throttle(self._draw_header, 1 / REDRAWS_PER_SECOND)
+        tabs = w.Tab(children=[
+            w.VBox([self.history, w.HBox([self.older, self.newer, self.page_label])]),
+            w.VBox([self.run_picker, self.run_detail]),
+            self.chart,
+            w.VBox([self.rows, w.HBox([self.add_row, self.apply]), self.constraint_error]),
+            w.VBox([w.HBox([self.export_target, self.export_arg, self.export_button]), self.export_message,
+                    self.copy_box]),
+        ])
+        for index, title in enumerate(["History", "Run detail", "Chart", "Constraints", "Export"]):
+            tabs.set_title(index, title)
+        self.widget = w.VBox([
+            self.header,
+            w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
+            w.HBox([self.steer_text, self.steer_button]),
+            self.message,
+            w.HTML("<b>Reasoning</b>"),
+            self.reasoning,
+            tabs,
+        ], layout=w.Layout(border="1px solid #ddd", padding="6px"))
+        self.widget.add_class("jupyter-autoresearch-panel")
+        self.tabs = tabs
+        self.refresh()
+        self.unsubscribe = session.subscribe(self.on_event)
+
+    # -- events ------------------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            with self._lock:
+                self._reasoning.append(event.text)
+            self._reasoning_throttle.poke()
+            return
+        if isinstance(event, SessionStarted):
+            self.state, self.started = "running", time.monotonic()
+        elif isinstance(event, ProposalStarted):
+            self.current_run, self.phase = event.run, "asking the model"
+            with self._lock:
+                self._reasoning = []
+            self._reasoning_throttle.now()
+        elif isinstance(event, ProposalReady):
+            self.tokens += event.tokens or 0
+            self.cost += event.cost_usd or 0.0
+            self._reasoning_throttle.now()
+        elif isinstance(event, EvaluationStarted):
+            repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
+            self.current_run, self.phase = event.run, f"evaluating{repeat}"
+        elif isinstance(event, (Decision, BaselineDone, TaskInferred)):
+            self.phase = ""
+            self._draw_runs()
+        elif isinstance(event, ConstraintsChanged):
+            self.message.value = (f"<span style='color:#ef6c00'>Segment {event.segment}: constraints now "
+                                  f"{escape(', '.join(event.constraints) or 'none')}</span>")
+            self._draw_runs()
+        elif isinstance(event, StateChanged):
+            self.state = event.state
+            self.pause_button.description = "Resume" if event.state == "paused" else "Pause"
+            self.pause_button.icon = "play" if event.state == "paused" else "pause"
+        elif isinstance(event, Stopped):
+            self.state, self.detail, self.phase = "stopped", f"{event.reason}: {event.detail}", ""
+            for button in (self.stop_button, self.pause_button, self.steer_button, self.apply):
+                button.disabled = True
+            self._reasoning_throttle.now()
+            self._draw_runs()
+        self._header_throttle.poke()
+
+    # -- drawing -----------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Redraw everything from the session's current state."""
+        self._draw_runs()
+        self._flush_reasoning()
+        self._draw_header()
+
+    def _flush_reasoning(self) -> None:
+        with self._lock:
+            text = "".join(self._reasoning)
+        if len(text) > _REASONING_CHARS:
+            text = "…" + text[-_REASONING_CHARS:]
+        title = f"run {self.current_run}" if self.current_run else ""
+        self.reasoning.value = (
+            f"<div style='color:#757575;font-size:11px'>{escape(title)}</div>"
+            f"<pre style='white-space:pre-wrap;margin:0;font-size:12px'>{escape(text)}</pre>"
+        )
+
+    def _draw_header(self) -> None:
+        s = self.session
+        runs = s.runs
+        baseline = runs[0].metric if runs else None
+        best = s.best_run
+        metric = s.task.metric or "(inferring)"
+        best_text = "-"
+        if best is not None and best.metric is not None:
+            best_text = f"{best.metric:.8g} (run {best.run})"
+            if baseline not in (None, 0) and best.metric != baseline:
+                assert baseline is not None
+                delta = best.metric - baseline
+                best_text += f" {delta:+.6g} ({delta / abs(baseline) * 100:+.2f}%)"
+        limit = s.limits.max_iterations
+        iteration = f"{s.iteration} of {limit}" if limit else str(s.iteration)
+        elapsed = time.monotonic() - self.started if self.state != "idle" else 0
+        state = self.state + (f" ({self.detail})" if self.detail else "")
+        if self.phase and self.state == "running":
+            state += f", run {self.current_run}: {self.phase}"
+        confidence = best.confidence if best is not None else None
+        items = [
+            ("session", s.name), ("model", s.proposer.model if s.proposer else "-"),
+            ("iteration", iteration), (f"baseline {metric}", f"{baseline:.8g}" if baseline is not None else "-"),
+            ("best", best_text), ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
+            ("tokens", f"{self.tokens:,}"), ("cost", f"${self.cost:.4f}"), ("elapsed", f"{elapsed:.0f}s"),
+            ("state", state),
+        ]
+        cells = "".join(f"<span style='margin-right:14px'><span style='color:#757575'>{escape(k)}</span> "
+                        f"<b>{escape(v)}</b></span>" for k, v in items)
+        self.header.value = f"<div style='line-height:1.8'>{cells}</div>"
+
+    def _draw_runs(self) -> None:
+        s = self.session
+        runs = s.runs
+        pages = max(1, -(-len(runs) // PAGE))
+        self.page = min(self.page, pages - 1)
+        end = len(runs) - self.page * PAGE
+        shown = list(reversed(runs[max(0, end - PAGE):end]))  # newest first
+        metric = s.task.metric
+        columns = [n for n in dict.fromkeys(k for r in runs[-50:] for k in r.metrics) if n != metric][:5]
+        self.history.value = history_html(shown, metric, s.best_run, columns=columns)
+        self.page_label.value = f"page {self.page + 1} of {pages} ({len(runs)} runs)"
+        self.older.disabled = self.page >= pages - 1
+        self.newer.disabled = self.page == 0
+        options = [(f"#{r.run} {r.status} {'' if r.metric is None else f'{r.metric:.8g}'}", r.run)
+                   for r in reversed(runs[-200:])]
+        if [o[1] for o in self.run_picker.options] != [o[1] for o in options]:
+            selected = self.run_picker.value
+            self.run_picker.options = options
+            if selected in {o[1] for o in options}:
+                self.run_picker.value = selected
+        if runs:
+            self.chart.value = figure_png(metric_figure(runs, metric, s.task.direction))
+        self._draw_header()
+
+    def _page(self, step: int) -> None:
+        self.page = max(0, self.page + step)
+        self._draw_runs()
+
+    def _show_run(self, run: int | None) -> None:
+        runs = {r.run: r for r in self.session.runs}
+        record = runs.get(run) if run is not None else None
+        if record is None:
+            self.run_detail.value = ""
+            return
+        parent = runs.get(record.parent) if record.parent is not None else None
+        title = f"run {record.run} against run {parent.run}" if parent else f"run {record.run}"
+        hypothesis = f"<div><i>{escape(record.hypothesis)}</i></div>" if record.hypothesis else ""
+        self.run_detail.value = (hypothesis + code_diff_html(parent.code if parent else "", record.code, title=title)
+                                 + output_html(record))
+
+    # -- controls ----------------------------------------------------------------------
+    def _control(self, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except AutoresearchError as err:
+            self.message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+
+    def _toggle_pause(self) -> None:
+        self._control(self.session.resume if self.session.state == "paused" else self.session.pause)
+
+    def _set_max_iterations(self, change: dict[str, Any]) -> None:
+        self.session.set_max_iterations(int(change["new"]) or None)
+        self._header_throttle.poke()
+
+    def _steer(self) -> None:
+        note = self.steer_text.value
+        try:
+            self.session.steer(note)
+        except AutoresearchError as err:
+            self.message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            return
+        self.steer_text.value = ""
+        self.message.value = f"Note for the next prompt: <i>{escape(' '.join(note.split()))}</i>"
+
+    def _add_row(self, expression: str, op: str, bound: str) -> None:
+        row = w.HBox([
+            w.Text(value=expression, placeholder="metric expression, e.g. cs_contacts / users",
+                   layout=w.Layout(width="300px")),
+            w.Dropdown(options=list(OPERATORS), value=op, layout=w.Layout(width="70px")),
+            w.Text(value=bound, placeholder="bound", layout=w.Layout(width="110px")),
+            w.Button(icon="trash", tooltip="Remove this constraint", layout=w.Layout(width="40px")),
+            w.HTML(),
+        ])
+        row.children[3].on_click(lambda _: self._remove_row(row))
+        self.rows.children = (*self.rows.children, row)
+
+    def _remove_row(self, row: w.HBox) -> None:
+        self.rows.children = tuple(r for r in self.rows.children if r is not row)
+
+    def constraint_texts(self) -> tuple[list[str], list[str]]:
+        """The editor's rows as constraint texts, and the rows' problems (checked inline)."""
+        known = self.session.known_metrics()
+        texts, problems = [], []
+        for number, row in enumerate(self.rows.children, 1):
+            expression, op, bound, _, note = row.children
+            if not expression.value.strip() and not bound.value.strip():
+                note.value = ""
+                continue
+            text = f"{expression.value} {op.value} {bound.value}"
+            try:
+                constraint = parse_constraint(text)
+                unknown = sorted(constraint.names - known) if known else []
+                if unknown:
+                    raise AutoresearchError(f"{', '.join(unknown)} is not a metric any run reported")
+            except AutoresearchError as err:
+                note.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+                problems.append(f"row {number}: {err}")
+                continue
+            note.value = ""
+            texts.append(str(constraint))
+        return texts, problems
+
+    def _apply_constraints(self) -> None:
+        texts, problems = self.constraint_texts()
+        if problems:
+            self.constraint_error.value = (f"<span style='color:#c62828'>Not applied: "
+                                           f"{escape('; '.join(problems))}</span>")
+            return
+        try:
+            applied = self.session.set_constraints(texts)
+        except AutoresearchError as err:
+            self.constraint_error.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            return
+        self.constraint_error.value = (f"Applied: {escape(', '.join(applied) or 'no constraints')}; a new "
+                                       "segment starts at the next iteration.")
+
+    def _export(self) -> None:
+        target = self.export_target.value
+        if target == "copy":
+            self.show_copy_box()
+            return
+        if self.export is None:
+            self.export_message.value = "Export is not available here."
+            return
+        try:
+            text = self.export(target, self.export_arg.value)
+        except AutoresearchError as err:
+            self.export_message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            return
+        self.export_message.value = escape(text)
+
+    def show_copy_box(self) -> None:
+        best = self.session.best_run
+        if best is None:
+            self.export_message.value = "No kept run yet."
+            return
+        self.copy_box.value = best.code
+        self.copy_box.layout.display = None
+        self.export_message.value = "The best code is below: select it and copy (Ctrl+A, Ctrl+C)."
+
+    def note_fallback(self, text: str) -> None:
+        """Say once that cells cannot be inserted here, and how to get the code instead."""
+        if not self._fallback_noted:
+            self._fallback_noted = True
+            self.message.value = f"<span style='color:#757575'>{escape(text)}</span>"

@@ -1,0 +1,272 @@
+"""The notebook front without a browser: magics in an in-process IPython, widget state."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import metric_cell, write_recording
+from llm_server import LLMServer, Reply, answer
+
+import jupyter_autoresearch as ar
+from jupyter_autoresearch import _registry
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh InteractiveShell with the extension loaded, working in a temporary folder."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=Config())
+    shell.run_line_magic("load_ext", "jupyter_autoresearch")
+    _registry._SESSIONS.clear()
+    _registry._ORDER.clear()
+    yield shell
+    for session in _registry.sessions().values():
+        session.stop()
+        session.wait(10)
+    InteractiveShell.clear_instance()
+
+
+def magic(ip: Any, line: str, cell: str) -> None:
+    ip.run_cell_magic("autoresearch", line, cell)
+
+
+def test_wait_runs_the_loop_and_leaves_the_final_panel(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [("scale it", "print(f'METRIC x={base * 2}')\nprint('METRIC cost=1')")])
+    ip.run_cell("base = 21")
+    magic(ip, f"--maximize x --model replay:{rec} --session s1 --wait", "print(f'METRIC x={base}')\nprint('METRIC cost=1')")
+    session = ip.user_ns["_autoresearch"]
+    assert session.name == "s1" and session.state == "stopped" and session.stop_reason == "done"
+    assert [r.metric for r in session.runs] == [21.0, 42.0]
+    assert ip.user_ns["base"] == 21  # candidates never touch the user's namespace
+    assert session.best.code.startswith("print(f'METRIC x={base * 2}')")
+    assert list(session.history.index) == [1, 2]
+    assert "<b>autoresearch session s1</b>" in session._repr_html_()
+    assert ar.sessions()["s1"] is session
+
+
+def test_magic_returns_at_once_and_the_kernel_stays_usable(ip: Any, tmp_path: Path) -> None:
+    slow = [(f"h{i}", metric_cell(i + 2, "import time\ntime.sleep(0.3)")) for i in range(5)]
+    rec = write_recording(tmp_path / "rec.jsonl", slow)
+    started = time.monotonic()
+    magic(ip, f"--maximize x --model replay:{rec}", metric_cell(1))
+    assert time.monotonic() - started < 3
+    session = ip.user_ns["_autoresearch"]
+    assert session.state in ("idle", "running")
+    result = ip.run_cell("answer = 6 * 7")  # another cell runs while the loop works
+    assert result.success and ip.user_ns["answer"] == 42
+    assert session.state == "running" or len(session.runs) < 6
+    session.wait(60)
+    assert session.stop_reason == "done" and len(session.runs) == 6
+
+
+def test_line_magics_control_a_running_session(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slow = [(f"h{i}", metric_cell(i + 2, "import time\ntime.sleep(0.3)")) for i in range(20)]
+    rec = write_recording(tmp_path / "rec.jsonl", slow)
+    magic(ip, f"--maximize x --model replay:{rec} --session ctl", metric_cell(1))
+    session = ip.run_line_magic("autoresearch", "session")
+    assert session is ip.user_ns["_autoresearch"]
+    deadline = time.monotonic() + 30
+    while len(session.runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ip.run_line_magic("autoresearch", 'steer "prefer numpy" --session ctl')
+    assert session.notes == ["prefer numpy"]
+    ip.run_line_magic("autoresearch", "constraints 'cost <= 1'")
+    ip.run_line_magic("autoresearch", "status")
+    assert "ctl: running" in capsys.readouterr().out
+    while session.segment == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ip.run_line_magic("autoresearch", "stop")
+    session.wait(30)
+    assert session.stop_reason == "user"
+    assert ip.run_line_magic("autoresearch", "history").shape[0] == len(session.runs)
+    ip.run_line_magic("autoresearch", "constraints")
+    assert "cost <= 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("line, cell, message", [
+    ("--maximise x", "print(1)", "unknown option --maximise; did you mean --maximize?"),
+    ("--maximize x --model replay:r", "   \n", "the %%autoresearch cell is empty"),
+    ("--maximize x --model replay:r", "%time x = 1", "candidates run as plain Python"),
+    ("--maximize x --constraint 'x !! 1' --model replay:r", "print(1)", "cannot be read"),
+    ("--maximize x --model 'replay:r", "print(1)", "check the quotes"),
+])
+def test_bad_input_is_one_line_without_traceback(ip: Any, capsys: pytest.CaptureFixture[str], line: str, cell: str,
+                                                 message: str) -> None:
+    magic(ip, line, cell)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_primary_metric_is_reported_in_wait_mode(ip: Any, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [])
+    magic(ip, f"--maximize revenue --model replay:{rec} --wait", "print('METRIC cost=1')")
+    err = capsys.readouterr().err
+    assert "the baseline printed no METRIC revenue (it printed cost)" in err and "Traceback" not in err
+
+
+def test_a_variable_that_cannot_be_shipped_is_named(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell("import threading\nlock = threading.Lock()", store_history=True)
+    magic(ip, "--maximize x --model replay:r", "with lock:\n    print('METRIC x=1')")
+    err = capsys.readouterr().err
+    assert "cannot send variable 'lock' (lock) to the evaluation worker" in err
+    assert "--setup-cells 1 (the In[] number of the cell that defines it)" in err
+
+
+def test_setup_cells_rebuild_state_in_the_worker(ip: Any, tmp_path: Path) -> None:
+    ip.run_cell("import threading\nlock = threading.Lock()\nvalue = 5", store_history=True)
+    rec = write_recording(tmp_path / "rec.jsonl", [])
+    magic(ip, f"--maximize x --model replay:{rec} --setup-cells 1 --wait", "with lock:\n    print(f'METRIC x={value}')")
+    assert ip.user_ns["_autoresearch"].runs[0].metric == 5
+
+
+def test_traitlets_config_sets_defaults_and_the_line_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          llm: LLMServer) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    config = Config()
+    config.AutoresearchMagics.model = "openai/test"
+    config.AutoresearchMagics.api_base = llm.url
+    config.AutoresearchMagics.max_iterations = 1
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "jupyter_autoresearch")
+    llm.add(answer("a", metric_cell(2)), answer("b", metric_cell(3)), answer("c", metric_cell(4)))
+    shell.run_cell_magic("autoresearch", "--maximize x --wait --session cfg", metric_cell(1))
+    assert len(shell.user_ns["_autoresearch"].runs) == 2  # max_iterations 1 from config
+    shell.run_cell_magic("autoresearch", "--maximize x --wait --session cfg --max-iterations 2", metric_cell(1))
+    assert len(shell.user_ns["_autoresearch"].runs) == 4  # the magic line wins, and the session resumed
+    InteractiveShell.clear_instance()
+
+
+def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
+    from jupyter_autoresearch._panel import Panel
+
+    rec = write_recording(tmp_path / "rec.jsonl", [("better", metric_cell(2)), ("pricey", metric_cell(5).replace("cost=1", "cost=9")),
+                                                   ("crash", "raise KeyError('x')")])
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}", constraints=["cost <= 2"])
+    panel = Panel(session)
+    session.run()
+    history = panel.history.value
+    assert history.count("<tr") == 5 and ">keep<" in history and ">infeasible<" in history and ">crash<" in history
+    assert "cost &lt;= 2 is violated" in history
+    assert "best" in panel.header.value and "2 (run 2)" in panel.header.value and "+100.00%" in panel.header.value
+    assert "stopped" in panel.header.value and panel.stop_button.disabled
+    assert bytes(panel.chart.value).startswith(b"\x89PNG")
+    panel.run_picker.value = 3
+    assert "+print(&#x27;METRIC x=5&#x27;)" in panel.run_detail.value and "against run 2" in panel.run_detail.value
+    assert [row.children[0].value for row in panel.rows.children] == ["cost"]
+
+
+def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_path: Path) -> None:
+    from jupyter_autoresearch._panel import Panel
+
+    slow = [(f"h{i}", metric_cell(i + 2, "import time\ntime.sleep(0.2)")) for i in range(30)]
+    rec = write_recording(tmp_path / "rec.jsonl", slow, segment_of=[0] * 10 + [1] * 20)
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}")
+    panel = Panel(session)
+    session.start()
+    deadline = time.monotonic() + 30
+    while len(session.runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    panel._add_row("spend", "<=", "3")
+    panel._add_row("cost", "<=", "abc")
+    panel._apply_constraints()
+    assert "Not applied" in panel.constraint_error.value
+    assert "spend is not a metric any run reported" in panel.rows.children[0].children[4].value
+    assert "must compare against a number" in panel.rows.children[1].children[4].value
+    panel._remove_row(panel.rows.children[0])
+    panel.rows.children[0].children[2].value = "0.5"
+    panel._apply_constraints()
+    assert "Applied: cost &lt;= 0.5" in panel.constraint_error.value
+    deadline = time.monotonic() + 30
+    while not session.segment_runs(1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session.stop()
+    session.wait(30)
+    segment_one = session.segment_runs(1)
+    assert segment_one and segment_one[0].status == "infeasible"  # cost=1 > 0.5 now
+    assert "Segment 1: constraints now cost &lt;= 0.5" in panel.message.value
+
+
+def test_model_text_reaches_the_panel_escaped(tmp_path: Path, llm: LLMServer) -> None:
+    from jupyter_autoresearch._panel import Panel
+
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    llm.add(Reply(f"Hypothesis: {evil}\n```python\nprint('{evil}')\nprint('METRIC x=2')\n```", chunk=7), "DONE: x")
+    session = ar.create_session(_script(tmp_path), maximize="x", model="openai/test", api_base=llm.url)
+    panel = Panel(session)
+    deltas: list[str] = []
+    session.subscribe(lambda e: isinstance(e, ar.ReasoningDelta) and deltas.append(e.text))
+    session.run()
+    panel.run_picker.value = 2
+    shown = panel.history.value + panel.reasoning.value + panel.run_detail.value + panel.header.value
+    assert "<script>" not in shown and "<img" not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in panel.history.value
+    assert "&lt;img src=x onerror=alert(2)&gt;" in panel.run_detail.value
+    assert len(deltas) > 5
+
+
+def test_reasoning_redraws_are_throttled(tmp_path: Path) -> None:
+    from jupyter_autoresearch._panel import Panel
+
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}")
+    panel = Panel(session)
+    redraws = []
+    panel.reasoning.observe(lambda change: redraws.append(time.monotonic()), "value")
+    started = time.monotonic()
+    for index in range(3000):  # a fast token stream
+        panel.on_event(ar.ReasoningDelta(session.name, 2, f"t{index} "))
+    time.sleep(0.25)
+    elapsed = time.monotonic() - started
+    assert len(redraws) <= elapsed * 10 + 2
+    assert "t2999" in panel.reasoning.value  # the last delta always lands
+
+
+def test_long_histories_page(tmp_path: Path) -> None:
+    from jupyter_autoresearch._panel import PAGE, Panel
+    from jupyter_autoresearch._records import RunRecord
+
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}")
+    session._runs = [RunRecord(run=i, segment=0, status="discard", metric=float(i), metrics={"x": float(i)}, code="")
+                     for i in range(1, 1001)]
+    panel = Panel(session)
+    assert panel.history.value.count("<tr") == PAGE + 1 and ">1000<" in panel.history.value
+    panel._page(+1)
+    assert ">985<" in panel.history.value and ">1000<" not in panel.history.value
+    assert panel.page_label.value == "page 2 of 67 (1000 runs)"
+
+
+def test_export_to_file_and_notebook_and_without_frontend(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import nbformat
+
+    rec = write_recording(tmp_path / "rec.jsonl", [("better", "print(f'METRIC x={base + 1}')")])
+    ip.run_cell("base = 1", store_history=True)
+    magic(ip, f"--maximize x --model replay:{rec} --session ex --wait", "print(f'METRIC x={base}')")
+    ip.run_line_magic("autoresearch", "export --to file best.py")
+    script = (tmp_path / "best.py").read_text()
+    assert "base = 1" in script and "print(f'METRIC x={base + 1}')" in script
+    ns: dict[str, Any] = {}
+    exec(compile(script, "best.py", "exec"), ns)  # the exported script runs on its own
+    ip.run_line_magic("autoresearch", "export --to notebook best.ipynb")
+    notebook = nbformat.read(tmp_path / "best.ipynb", as_version=4)
+    assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "code"]
+    assert notebook.cells[2].metadata["autoresearch"]["run"] == 2
+    ip.run_line_magic("autoresearch", "export --to replace")
+    assert "replacing the benchmark cell needs the JupyterLab extension" in capsys.readouterr().err
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "bench.py"
+    path.write_text(metric_cell(1))
+    return path
