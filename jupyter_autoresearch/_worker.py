@@ -15,6 +15,7 @@ Replies: ``("ready", dict)`` and ``("done", dict)``.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import io
 import os
 import pickle
@@ -138,6 +139,9 @@ class Worker:
         result_path = os.path.join(self.tmp, f"{request['id']}.pkl")
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects that exist now are never collected in the child: the collector then
+        # does not write to (and so copy) the pages the child shares with us.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through result_path
             os.close(out_r)
@@ -400,7 +404,8 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
         if isinstance(err, MemoryError):
             error += f" (memory limit {request.get('memory_mb')} MB: raise --memory-limit)"
     sys.stdout.flush()
-    imported = sorted({name.split(".")[0] for name in set(sys.modules) - before})
+    # Full names: lazily imported submodules (pandas.io.parsers...) are warmed too.
+    imported = sorted(set(sys.modules) - before)
     return {
         "kind": kind,
         "error": error,

@@ -37,7 +37,8 @@ export type KernelMessage =
       note: string;
     }
   | { type: 'replace'; request: string; anchor_cell_id: string; source: string }
-  | { type: 'state'; session: string; best: JSONish | null };
+  | { type: 'state'; session: string; best: JSONish | null }
+  | { type: 'result'; ok: boolean; message: string };
 
 /**
  * Frontend -> kernel reply to a request: `ok`, plus `version` (hello),
@@ -62,8 +63,8 @@ export interface IExportMessage {
 /**
  * Handle one kernel message. `notebooks` yields the candidate notebooks,
  * those attached to the messaging kernel first. Returns the ack to send,
- * or null for messages that take no reply (`state`, unknown ones without
- * a request id). Never throws: errors become `ok: false` acks.
+ * or null for messages that take no reply (`state`, `result`, unknown ones
+ * without a request id). Never throws: errors become `ok: false` acks.
  */
 export function handleMessage(
   msg: KernelMessage,
@@ -115,7 +116,8 @@ export function handleMessage(
         replaceSource(found.notebook.cells[found.index], msg.source);
         return { type: 'ack', request, ok: true };
       }
-      case 'state':
+      case 'state': // stored by the caller
+      case 'result': // outcome of an export, shown by the caller
         return null;
       default:
         return request

@@ -2,7 +2,11 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  InputDialog,
+  Notification
+} from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage as KM } from '@jupyterlab/services';
 
@@ -108,7 +112,7 @@ class CommRegistry {
     }
     this._seen.add(comm.commId);
     const kernelId = kernel.id;
-    const comms = this._comms.get(kernelId) ?? [];
+    const comms = (this._comms.get(kernelId) ?? []).filter(c => !c.isDisposed);
     comms.push(comm);
     this._comms.set(kernelId, comms);
 
@@ -120,6 +124,14 @@ class CommRegistry {
       if (msg.type === 'state') {
         this._state.set(kernelId, msg);
         this._onChange();
+      } else if (msg.type === 'result') {
+        // The kernel's answer to an export command.
+        const text = `Autoresearch: ${msg.message}`;
+        if (msg.ok) {
+          Notification.success(text, { autoClose: 5000 });
+        } else {
+          Notification.error(text, { autoClose: false });
+        }
       }
       const ack = handleMessage(msg, () => this.notebooks(kernelId));
       if (ack && !comm.isDisposed) {

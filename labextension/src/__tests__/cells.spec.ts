@@ -60,7 +60,11 @@ const ids = (nb: FakeNotebook) => nb.cells.map(c => c.id);
 
 describe('insertionIndex', () => {
   it('goes directly below the anchor when there is no block', () => {
-    const cells = [new FakeCell('a'), new FakeCell('anchor'), new FakeCell('u')];
+    const cells = [
+      new FakeCell('a'),
+      new FakeCell('anchor'),
+      new FakeCell('u')
+    ];
     expect(insertionIndex(cells, 1, 's')).toBe(2);
   });
 
@@ -155,7 +159,9 @@ describe('markInfeasible', () => {
 
   it('updates the marker line for a new note and keeps it one line', () => {
     const marked = markedSource('y = 1', 'first');
-    expect(markedSource(marked, 'a\nb')).toBe(`${INFEASIBLE_PREFIX} a b\ny = 1`);
+    expect(markedSource(marked, 'a\nb')).toBe(
+      `${INFEASIBLE_PREFIX} a b\ny = 1`
+    );
     expect(markedSource('', 'n')).toBe(`${INFEASIBLE_PREFIX} n\n`);
   });
 });
@@ -190,18 +196,30 @@ describe('handleMessage', () => {
     const common = { anchor_cell_id: 'anchor', session: 's', run: 1 };
     expect(
       handleMessage(
-        { type: 'insert', request: 'i', source: 'g()', metadata: meta, ...common },
+        {
+          type: 'insert',
+          request: 'i',
+          source: 'g()',
+          metadata: meta,
+          ...common
+        },
         () => [book]
       )
     ).toEqual({ type: 'ack', request: 'i', ok: true, index: 1 });
     expect(
-      handleMessage({ type: 'mark', request: 'm', note: 'n', ...common }, () => [
-        book
-      ])
+      handleMessage(
+        { type: 'mark', request: 'm', note: 'n', ...common },
+        () => [book]
+      )
     ).toEqual({ type: 'ack', request: 'm', ok: true, count: 1 });
     expect(
       handleMessage(
-        { type: 'replace', request: 'p', anchor_cell_id: 'anchor', source: 'h()' },
+        {
+          type: 'replace',
+          request: 'p',
+          anchor_cell_id: 'anchor',
+          source: 'h()'
+        },
         () => [book]
       )
     ).toEqual({ type: 'ack', request: 'p', ok: true });
@@ -220,10 +238,20 @@ describe('handleMessage', () => {
     expect(ack?.error).toMatch(/not found/);
   });
 
-  it('does not reply to state or to unknown messages without request', () => {
-    expect(handleMessage({ type: 'state', session: 's', best: null }, () => [])).toBeNull();
+  it('does not reply to state, result, or unknown messages without request', () => {
+    expect(
+      handleMessage({ type: 'state', session: 's', best: null }, () => [])
+    ).toBeNull();
+    expect(
+      handleMessage(
+        { type: 'result', ok: true, message: 'done', request: 'r9' } as any,
+        () => []
+      )
+    ).toBeNull();
     expect(handleMessage({ type: 'bogus' } as any, () => [])).toBeNull();
-    expect(handleMessage({ type: 'bogus', request: 'b' } as any, () => [])?.ok).toBe(false);
+    expect(
+      handleMessage({ type: 'bogus', request: 'b' } as any, () => [])?.ok
+    ).toBe(false);
   });
 });
 
