@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from ._records import FAILED, RunRecord
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["metric_figure", "figure_png"]
+__all__ = ["draw_metric", "figure_png", "metric_figure"]
 
 _STYLE = {
     "keep": {"color": "#2e7d32", "marker": "o", "s": 46, "label": "kept"},
@@ -21,11 +22,17 @@ _STYLE = {
 
 def metric_figure(runs: Sequence[RunRecord], metric: str | None, direction: str = "higher",
                   *, width: float = 7.0, height: float = 3.0) -> Figure:
-    """Kept runs marked, a best-so-far line per segment, infeasible and failed runs distinct."""
+    """A standalone figure (no pyplot), for the panel."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
-    axes = figure.add_subplot()
+    draw_metric(figure.add_subplot(), runs, metric, direction)
+    figure.tight_layout()
+    return figure
+
+
+def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direction: str = "higher") -> Axes:
+    """Kept runs marked, a best-so-far line per segment, infeasible and failed runs distinct."""
     measured = [r for r in runs if r.metric is not None]
     for status, style in _STYLE.items():
         chosen = [r for r in measured if r.status == status]
@@ -61,8 +68,7 @@ def metric_figure(runs: Sequence[RunRecord], metric: str | None, direction: str 
     if runs:
         axes.legend(fontsize=8, loc="best")
         axes.xaxis.get_major_locator().set_params(integer=True)
-    figure.tight_layout()
-    return figure
+    return axes
 
 
 def figure_png(figure: Figure) -> bytes:

@@ -181,11 +181,23 @@ class Session:
         """The best kept run of the current segment: ``.code``, ``.metrics``, ``.run``."""
         return self.best_run
 
-    def plot(self) -> Any:
-        """A matplotlib figure of the primary metric per run; returns the Figure."""
-        from ._plot import metric_figure
+    def plot(self, ax: Any = None) -> Any:
+        """Plot the primary metric per run (kept runs marked, best so far, failures distinct).
 
-        return metric_figure(self.runs, self.task.metric, self.task.direction)
+        Args:
+            ax: a matplotlib Axes to draw into; by default a new pyplot figure.
+
+        Returns:
+            The matplotlib Axes.
+        """
+        from ._plot import draw_metric
+
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            ax = plt.figure(figsize=(8, 3.5)).add_subplot()
+            ax.set_title(f"autoresearch session {self.name}")
+        return draw_metric(ax, self.runs, self.task.metric, self.task.direction)
 
     def _repr_html_(self) -> str:
         from ._html import summary_html

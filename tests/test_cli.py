@@ -141,7 +141,7 @@ def test_console_script_and_jupyter_subcommand(tmp_path: Path) -> None:
     rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
     for command in ([exe], ["jupyter", "autoresearch"]):
         done = subprocess.run([*command, "run", "bench.py", "--maximize", "x", "--model", f"replay:{rec}", "--json",
-                               "--session", command[-1].replace("-", "_")],
+                               "--session", Path(command[-1]).name.replace("-", "_")],
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["best"]["metric"] == 2

@@ -1,0 +1,39 @@
+"""The example notebook, executed top to bottom in a real kernel with nbclient (--wait mode)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import EXAMPLES
+
+
+@pytest.mark.timeout(600)
+def test_marketing_notebook_runs_in_a_kernel_and_stores_the_panel(tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+
+    for name in ("marketing_budget.ipynb", "marketing_budget.session.jsonl", "marketing_campaign_estimations.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    notebook = nbformat.read(tmp_path / "marketing_budget.ipynb", as_version=4)
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr" and "error" in o.text)]
+    assert not errors, errors
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+    headers = [v for v in html if "session</span>" in v]
+    assert len(headers) == 2  # one panel per %%autoresearch cell, saved in the notebook
+    assert all("stopped" in h and "marketing_budget" in h for h in headers)
+    assert "110.1627 (run 6)" in headers[0] and "109.8699 (run 10)" in headers[1]
+    tables = [v for v in html if "<table" in v]
+    assert any("95.9106" in t and "infeasible" in t for t in tables)
+
+    script = (tmp_path / "best_plan.py").read_text()  # the export cell ran
+    assert "def report(chosen)" in script and "contacts @ x <= MAX_CONTACT_RATE * (users @ x)" in script
+    plots = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert plots  # the revenue-per-run chart
