@@ -96,6 +96,7 @@ class Panel:
         self.phase = ""
         self.tokens = session.total_tokens
         self.cost = session.total_cost_usd
+        self.cost_known = any(r.cost_usd is not None for r in session.runs)
         self.page = 0
         self._reasoning: list[str] = []
         self._lock = threading.Lock()
@@ -187,6 +188,7 @@ class Panel:
         elif isinstance(event, ProposalReady):
             self.tokens += event.tokens or 0
             self.cost += event.cost_usd or 0.0
+            self.cost_known = self.cost_known or event.cost_usd is not None
             self._reasoning_throttle.now()
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
@@ -252,7 +254,7 @@ class Panel:
             ("session", s.name), ("model", s.proposer.model if s.proposer else "-"),
             ("iteration", iteration), (f"baseline {metric}", f"{baseline:.8g}" if baseline is not None else "-"),
             ("best", best_text), ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
-            ("tokens", f"{self.tokens:,}"), ("cost", f"${self.cost:.4f}"), ("elapsed", f"{elapsed:.0f}s"),
+            ("tokens", f"{self.tokens:,}"), ("cost", f"${self.cost:.4f}" if self.cost_known else "unknown price"), ("elapsed", f"{elapsed:.0f}s"),
             ("state", state),
         ]
         cells = "".join(f"<span style='margin-right:14px'><span style='color:#757575'>{escape(k)}</span> "

@@ -1,0 +1,196 @@
+"""End to end in a real browser: JupyterLab, headless Chromium, the panel and the extension.
+
+Starts JupyterLab on 127.0.0.1 with a temporary root, opens a notebook in Debian's
+Chromium through Playwright, runs a %%autoresearch cell against the local
+OpenAI-compatible test server, and checks what a person sees. Screenshots go to
+tests/artifacts/ (not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_server import LLMServer, Reply, answer
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+NB = "window.jupyterapp.shell.currentWidget"
+CELLS = f"""() => {NB}.model.sharedModel.cells.map(c => ({{
+  id: c.id, source: c.getSource(), meta: c.getMetadata('autoresearch') ?? null }}))"""
+
+if not Path(CHROMIUM).exists() and not os.environ.get("AUTORESEARCH_REQUIRE_BROWSER"):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("lab")
+    settings = root / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(root / "lab.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={root / 'settings'}",
+         f"--LabApp.workspaces_dir={root / 'workspaces'}"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        _wait(up, 90, "JupyterLab to start")
+        yield f"{base}/lab/tree/{{}}?token={token}", root
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _notebook(path: Path, cells: list[str]) -> None:
+    path.write_text(json.dumps({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                     "language_info": {"name": "python"}},
+        "cells": [{"cell_type": "code", "id": f"cell-{i}", "metadata": {}, "source": source, "outputs": [],
+                   "execution_count": None} for i, source in enumerate(cells)],
+    }))
+
+
+def _candidate(k: int) -> str:
+    cost = 2 if k % 2 else 0.5
+    return f"import time\ntime.sleep(0.2)\nprint('METRIC x={k + 1}')\nprint('METRIC cost={cost}')"
+
+
+@pytest.mark.timeout(420)
+def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, Path], llm: LLMServer) -> None:
+    url, root = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    counter = iter(range(1, 1000))
+
+    def reply(request: dict[str, Any]) -> Reply:
+        k = next(counter)
+        return Reply(answer(f"step {k}: <b>bold</b> claim", _candidate(k)), chunk=8, delay=0.04)
+
+    llm.default = reply
+    baseline = "print('METRIC x=1')\nprint('METRIC cost=0.5')"
+    _notebook(root / "e2e.ipynb", [
+        "%load_ext jupyter_autoresearch",
+        f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} --session e2e --max-iterations 60\n"
+        + baseline,
+        "print('a cell of the user')",
+    ])
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url.format("e2e.ipynb"))
+        _wait(lambda: page.evaluate(f"!!({NB} && {NB}.sessionContext.session?.kernel?.status === 'idle')"),
+              120, "the kernel")
+
+        def run(index: int) -> None:
+            page.evaluate(f"async () => {{ {NB}.content.activeCellIndex = {index};"
+                          "await window.jupyterapp.commands.execute('notebook:run-cell'); }")
+
+        def cells() -> list[dict[str, Any]]:
+            return page.evaluate(CELLS)
+
+        def inserted() -> list[dict[str, Any]]:
+            return [c for c in cells() if c["meta"]]
+
+        panel = page.locator(".jupyter-autoresearch-panel")
+        run(0)
+        _wait(lambda: page.evaluate(f"{NB}.sessionContext.session.kernel.status === 'idle'"), 60, "load_ext")
+        run(1)
+        panel.wait_for(timeout=60_000)
+        _wait(lambda: len(inserted()) >= 3, 120, "three accepted variants as cells")
+        assert "running" in panel.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "panel-mid-run.png"))
+
+        # The panel renders and updates: iterations advance, model text is shown escaped.
+        first = panel.inner_text()
+        _wait(lambda: panel.inner_text() != first, 30, "the panel to update")
+        assert "<b>bold</b> claim" in panel.inner_text()  # shown as text, not as markup
+        ids = [c["id"] for c in cells()]
+        benchmark = ids[1]
+        rows = inserted()
+        assert rows[0]["meta"]["session"] == "e2e" and rows[0]["meta"]["run"] == 2
+        assert rows[0]["source"].startswith("# autoresearch e2e run 2: x=2 (kept)")
+        assert set(rows[0]["meta"]) >= {"session", "run", "metric", "metrics", "hypothesis"}
+        order = [c["meta"]["run"] if c["meta"] else None for c in cells()]
+        assert order[:2] == [None, None] and order[-1] is None  # variants sit below the benchmark, in run order
+        runs = [r for r in order if r is not None]
+        assert runs == sorted(runs)
+
+        # A constraint edited in the panel changes the next decisions.
+        panel.locator(".lm-TabBar-tab", has_text="Constraints").click()
+        panel.locator("button", has_text="Add constraint").click()
+        row = panel.locator(".widget-hbox").filter(has=page.locator("input[placeholder^='metric expression']")).last
+        row.locator("input[placeholder^='metric expression']").fill("cost")
+        row.locator("input[placeholder='bound']").fill("1")
+        panel.locator("button", has_text="Apply constraints").click()
+        _wait(lambda: "Segment 1: constraints now cost <= 1" in panel.inner_text(), 60, "the new segment")
+        panel.locator(".lm-TabBar-tab", has_text="History").click()
+        _wait(lambda: panel.locator(".widget-html", has_text="infeasible").count() > 0, 60,
+              "a run refused by the new constraint")
+        marked = _wait(lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked")
+        assert all(c["source"].startswith("# autoresearch: INFEASIBLE:") for c in marked)
+        assert all(c["meta"]["metrics"]["cost"] > 1 for c in marked)
+
+        # Stop stops the loop.
+        panel.locator("button", has_text="Stop").click()
+        _wait(lambda: "stopped (user" in panel.inner_text(), 60, "the loop to stop")
+        count = len(inserted())
+        time.sleep(2)
+        assert len(inserted()) == count  # nothing arrives after the stop
+
+        # "Replace" export puts the winner into the original benchmark cell.
+        panel.locator(".lm-TabBar-tab", has_text="Export").click()
+        panel.locator("select").last.select_option(label="Replace benchmark cell")
+        panel.locator("button", has_text="Export").click()
+        _wait(lambda: "replaced the benchmark cell" in panel.inner_text(), 30, "the export message")
+        source = next(c["source"] for c in cells() if c["id"] == benchmark)
+        best = [c for c in inserted() if not c["meta"].get("infeasible")][-1]
+        assert source == best["source"].split("\n", 1)[1].rstrip("\n")
+        page.screenshot(path=str(ARTIFACTS / "panel-end.png"), full_page=True)
+        browser.close()
