@@ -243,7 +243,11 @@ class AutoresearchMagics(Magics):
         if to == "file":
             return f"wrote {export_file(session, arg or f'{session.name}_best.py')}"
         if to == "notebook":
-            return f"wrote {export_notebook(session, arg or f'{session.name}_best.ipynb')}"
+            path = export_notebook(session, arg or f"{session.name}_best.ipynb")
+            # The kernel runs in its notebook's folder; the extension resolves from there.
+            if bridge().send({"type": "open", "path": os.path.relpath(path, Path.cwd())}):
+                return f"wrote {path} and opened it"
+            return f"wrote {path}"
         if to == "branch":
             return export_branch(session, arg or f"autoresearch/{session.name}")
         best = winner(session)

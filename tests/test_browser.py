@@ -43,13 +43,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+def _wait(check: Callable[[], Any], timeout: float, what: str, page: Any = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.25)
+    if page is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "timeout.png"))  # what the user would have seen
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -140,16 +143,16 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
 
         panel = page.locator(".jupyter-autoresearch-panel")
         run(0)
-        _wait(lambda: page.evaluate(f"{NB}.sessionContext.session.kernel.status === 'idle'"), 60, "load_ext")
+        _wait(lambda: page.evaluate(f"{NB}.sessionContext.session.kernel.status === 'idle'"), 60, "load_ext", page)
         run(1)
         panel.wait_for(timeout=60_000)
-        _wait(lambda: len(inserted()) >= 3, 120, "three accepted variants as cells")
+        _wait(lambda: len(inserted()) >= 3, 120, "three accepted variants as cells", page)
         assert "running" in panel.inner_text()
         page.screenshot(path=str(ARTIFACTS / "panel-mid-run.png"))
 
         # The panel renders and updates: iterations advance, model text is shown escaped.
         first = panel.inner_text()
-        _wait(lambda: panel.inner_text() != first, 30, "the panel to update")
+        _wait(lambda: panel.inner_text() != first, 30, "the panel to update", page)
         assert "<b>bold</b> claim" in panel.inner_text()  # shown as text, not as markup
         ids = [c["id"] for c in cells()]
         benchmark = ids[1]
@@ -169,17 +172,21 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         row.locator("input[placeholder^='metric expression']").fill("cost")
         row.locator("input[placeholder='bound']").fill("1")
         panel.locator("button", has_text="Apply constraints").click()
-        _wait(lambda: "Segment 1: constraints now cost <= 1" in panel.inner_text(), 60, "the new segment")
+        _wait(lambda: "Segment 1: constraints now cost <= 1" in panel.inner_text(), 60, "the new segment", page)
         panel.locator(".lm-TabBar-tab", has_text="History").click()
         _wait(lambda: panel.locator(".widget-html", has_text="infeasible").count() > 0, 60,
               "a run refused by the new constraint")
-        marked = _wait(lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked")
+        marked = _wait(lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked", page)
         assert all(c["source"].startswith("# autoresearch: INFEASIBLE:") for c in marked)
         assert all(c["meta"]["metrics"]["cost"] > 1 for c in marked)
+        last_marked = max(c["meta"]["run"] for c in marked)
+        _wait(lambda: any(c["meta"]["run"] > last_marked + 1 for c in inserted()), 60,
+              "a variant kept under the new constraint", page)
+        assert all(c["meta"]["metrics"]["cost"] <= 1 for c in inserted() if c["meta"]["run"] > last_marked + 1)
 
         # Stop stops the loop.
         panel.locator("button", has_text="Stop").click()
-        _wait(lambda: "stopped (user" in panel.inner_text(), 60, "the loop to stop")
+        _wait(lambda: "stopped (user" in panel.inner_text(), 60, "the loop to stop", page)
         count = len(inserted())
         time.sleep(2)
         assert len(inserted()) == count  # nothing arrives after the stop
@@ -188,9 +195,21 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         panel.locator(".lm-TabBar-tab", has_text="Export").click()
         panel.locator("select").last.select_option(label="Replace benchmark cell")
         panel.locator("button", has_text="Export").click()
-        _wait(lambda: "replaced the benchmark cell" in panel.inner_text(), 30, "the export message")
+        _wait(lambda: "replaced the benchmark cell" in panel.inner_text(), 30, "the export message", page)
         source = next(c["source"] for c in cells() if c["id"] == benchmark)
         best = [c for c in inserted() if not c["meta"].get("infeasible")][-1]
         assert source == best["source"].split("\n", 1)[1].rstrip("\n")
+        page.keyboard.press("Escape")
+
+        # "New notebook" export writes the winner with its setup and opens it in a new tab.
+        panel.locator("select").last.select_option(label="New notebook")
+        panel.locator("input[placeholder='path or branch name']").fill("winner.ipynb")
+        panel.locator("button", has_text="Export").click()
+        _wait(lambda: page.evaluate("window.jupyterapp.shell.currentWidget?.context?.path") == "winner.ipynb",
+              30, "the exported notebook to open", page)
+        assert (root / "winner.ipynb").exists()
+        page.screenshot(path=str(ARTIFACTS / "exported-notebook.png"))
+        page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open', {path: 'e2e.ipynb'}); }")
+        _wait(lambda: page.evaluate(f"{NB}?.context?.path") == "e2e.ipynb", 30, "the e2e notebook tab", page)
         page.screenshot(path=str(ARTIFACTS / "panel-end.png"), full_page=True)
         browser.close()

@@ -38,7 +38,8 @@ export type KernelMessage =
     }
   | { type: 'replace'; request: string; anchor_cell_id: string; source: string }
   | { type: 'state'; session: string; best: JSONish | null }
-  | { type: 'result'; ok: boolean; message: string };
+  | { type: 'result'; ok: boolean; message: string }
+  | { type: 'open'; request: string; path: string };
 
 /**
  * Frontend -> kernel reply to a request: `ok`, plus `version` (hello),
@@ -116,6 +117,8 @@ export function handleMessage(
         replaceSource(found.notebook.cells[found.index], msg.source);
         return { type: 'ack', request, ok: true };
       }
+      case 'open': // opened by the caller, which can reach the document manager
+        return { type: 'ack', request, ok: true };
       case 'state': // stored by the caller
       case 'result': // outcome of an export, shown by the caller
         return null;

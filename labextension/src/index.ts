@@ -7,6 +7,7 @@ import {
   InputDialog,
   Notification
 } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage as KM } from '@jupyterlab/services';
 
@@ -99,6 +100,9 @@ class CommRegistry {
     return kernelId ? this._state.get(kernelId) : undefined;
   }
 
+  /** Opens a document given relative to the kernel's notebook folder. */
+  openPath: (path: string, kernelId: string) => void = () => undefined;
+
   /** Notebooks to search for anchors: the kernel's own first. */
   notebooks: (kernelId: string) => Iterable<INotebookLike> = () => [];
 
@@ -124,6 +128,8 @@ class CommRegistry {
       if (msg.type === 'state') {
         this._state.set(kernelId, msg);
         this._onChange();
+      } else if (msg.type === 'open') {
+        this.openPath(msg.path, kernelId);
       } else if (msg.type === 'result') {
         // The kernel's answer to an export command.
         const text = `Autoresearch: ${msg.message}`;
@@ -196,6 +202,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
           yield panel.model.sharedModel;
         }
       }
+    };
+
+    // The kernel runs in its notebook's folder and names files relative to it.
+    registry.openPath = (path, kernelId) => {
+      let folder = '';
+      tracker.forEach(p => {
+        if (!folder && kernelIdOf(p) === kernelId) {
+          folder = PathExt.dirname(p.context.path);
+        }
+      });
+      void app.commands.execute('docmanager:open', {
+        path: PathExt.normalize(PathExt.join(folder, path))
+      });
     };
 
     const track = (panel: NotebookPanel) => {

@@ -238,6 +238,12 @@ describe('handleMessage', () => {
     expect(ack?.error).toMatch(/not found/);
   });
 
+  it('acknowledges open requests (the caller opens the document)', () => {
+    expect(
+      handleMessage({ type: 'open', request: 'o1', path: 'best.ipynb' }, () => [])
+    ).toEqual({ type: 'ack', request: 'o1', ok: true });
+  });
+
   it('does not reply to state, result, or unknown messages without request', () => {
     expect(
       handleMessage({ type: 'state', session: 's', best: null }, () => [])
