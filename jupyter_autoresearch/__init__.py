@@ -23,7 +23,7 @@ from ._errors import (
     ProposalError,
     TargetError,
 )
-from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup
+from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
 from ._events import (
     BaselineDone,
     ConstraintsChanged,
@@ -88,6 +88,7 @@ __all__ = [
     "Threshold",
     "WorkerSetup",
     "create_session",
+    "imported_modules",
     "load_ipython_extension",
     "load_session",
     "metric",

@@ -12,7 +12,7 @@ from ._constraints import parse_constraints
 from ._errors import OptionsError, ProposalError
 from ._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
 from ._journal import read_log, session_folder
-from ._options import RunOptions
+from ._options import RunOptions, parse_magic_line
 from ._propose import Proposer, ReplayProposer
 from ._session import Session
 from ._target import Target, load_target
@@ -100,6 +100,14 @@ def _setup_code(target: Target, choice: str | None) -> tuple[str, ...]:
     if bad:
         raise OptionsError(f"--setup-cells {bad[0]} is out of range: the notebook has {len(cells)} code cells")
     return tuple(plain_python(cells[n - 1].source) for n in wanted)
+
+
+def notebook_options(target: Target, options: RunOptions) -> RunOptions:
+    """Defaults, then the options on the ``%%autoresearch`` line, then ``options`` on top."""
+    layered = RunOptions()
+    if target.magic_line:
+        layered = layered.merged_under(parse_magic_line(target.magic_line))
+    return layered.merged_under(options)
 
 
 def session_from_options(
@@ -209,7 +217,7 @@ def create_session(
     values.update(limits)
     given = frozenset(k for k, v in values.items() if v is not None)
     options = RunOptions(**{k: v for k, v in values.items() if k in given}, given=given)  # type: ignore[arg-type]
-    return session_from_options(loaded, options, proposer=proposer, evaluator=evaluator)
+    return session_from_options(loaded, notebook_options(loaded, options), proposer=proposer, evaluator=evaluator)
 
 
 def load_session(path: str | Path) -> Session:

@@ -158,7 +158,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, notebook: bool) -> Non
                          help="print a summary object on stdout at the end")
 
 
-def _options(values: Mapping[str, Any]) -> RunOptions:
+def options_from_namespace(values: Mapping[str, Any]) -> RunOptions:
+    """RunOptions from parsed arguments; ``given`` records which were on the command line."""
     known = {f.name for f in fields(RunOptions)}
     given = {k: v for k, v in values.items() if k in known}
     for name in ("constraint", "off_limits"):
@@ -169,7 +170,7 @@ def _options(values: Mapping[str, Any]) -> RunOptions:
 
 def parse_run_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, RunOptions]:
     namespace = parser.parse_args(argv)
-    return namespace, _options(vars(namespace))
+    return namespace, options_from_namespace(vars(namespace))
 
 
 _MAGIC_PARSER: _Parser | None = None

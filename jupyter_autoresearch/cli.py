@@ -62,21 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args) -> int:  # type: ignore[no-untyped-def]
     from ._cells import Insertion, write_notebook_copy
-    from ._factory import session_from_options
-    from ._options import RunOptions, _options, parse_magic_line
+    from ._factory import notebook_options, session_from_options
+    from ._options import options_from_namespace
     from ._report import ProgressPrinter, history_table
     from ._target import load_targets
 
-    cli = _options(vars(args))
+    cli = options_from_namespace(vars(args))
     targets = load_targets(args.target, cell=cli.cell)
     insertions: list[Insertion] = []
     summaries = []
     latest = {}  # session name -> its last run, whose constraints judge all its variants
     for target in targets:
-        options = RunOptions()
-        if target.magic_line:
-            options = options.merged_under(parse_magic_line(target.magic_line))
-        options = options.merged_under(cli)
+        options = notebook_options(target, cli)
         session = session_from_options(target, options)
         session.subscribe(ProgressPrinter(sys.stderr))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.

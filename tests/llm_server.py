@@ -33,6 +33,7 @@ class LLMServer:
     def __init__(self) -> None:
         self.script: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.default: Callable[[dict[str, Any]], Reply] = lambda request: Reply("DONE: nothing scripted")
         self._lock = threading.Lock()
         server = self
@@ -47,6 +48,7 @@ class LLMServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
                     server.requests.append(body)
+                    server.headers.append(dict(self.headers))
                     reply = server.script.popleft() if server.script else None
                 if reply is None:
                     reply = server.default(body)
@@ -125,6 +127,7 @@ class LLMServer:
         with self._lock:
             self.script.clear()
             self.requests.clear()
+            self.headers.clear()
         self.default = lambda request: Reply("DONE: nothing scripted")
 
     def add(self, *replies: Reply | str) -> None:

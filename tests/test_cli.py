@@ -172,3 +172,30 @@ def test_kill_mid_run_then_resume(tmp_path: Path) -> None:
     assert summary["runs"] == 9 and summary["best"]["metric"] == 9
     runs = [json.loads(line)["run"] for line in log.read_text().splitlines() if '"run"' in line]
     assert runs == list(range(1, 10))  # numbering carried on; the partial line is gone
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    slow = [(f"step {i}", metric_cell(i + 2, "import time\ntime.sleep(0.5)")) for i in range(20)]
+    rec = write_recording(tmp_path / "rec.jsonl", slow)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen([sys.executable, "-m", "jupyter_autoresearch.cli", "run", "bench.py", "--maximize", "x",
+                                "--model", f"replay:{rec}"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / ".autoresearch" / "bench" / "log.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"run"') < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "stopped (interrupted" in err and "Traceback" not in err
+    runs = [json.loads(line) for line in log.read_text().splitlines() if '"run"' in line]
+    assert [r["run"] for r in runs] == list(range(1, len(runs) + 1))  # every logged line is whole
+
+
+def test_insert_best_writes_only_the_winner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2)), ("b", metric_cell(3))])
+    nb = notebook(tmp_path / "nb.ipynb", [f"%%autoresearch --maximize x --model replay:{rec.name}\n{metric_cell(1)}"])
+    assert cli("run", nb, "--insert", "best", capsys=capsys)[0] == 0
+    copy = nbformat.read(tmp_path / "nb.autoresearch.ipynb", as_version=4)
+    assert [c.metadata["autoresearch"]["run"] for c in copy.cells if "autoresearch" in c.metadata] == [3]

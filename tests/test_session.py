@@ -388,3 +388,22 @@ def test_stopped_event_carries_reason_and_best(tmp_path: Path) -> None:
     assert stopped[0].reason == "done" and stopped[0].best.run == 2 and stopped[0].runs == 2
     summary = session.summary()
     assert summary["baseline"]["metric"] == 1 and summary["best"]["code"] == metric_cell(2)
+
+
+def test_model_and_key_from_a_dotenv_file_beside_the_target(tmp_path: Path, llm: LLMServer,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AUTORESEARCH_MODEL", "AUTORESEARCH_API_BASE", "OPENAI_API_KEY"):
+        monkeypatch.setenv(name, "")  # recorded, so whatever .env loads is undone after the test
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text(
+        f"AUTORESEARCH_MODEL=openai/test\nAUTORESEARCH_API_BASE={llm.url}\nOPENAI_API_KEY=sk-from-dotenv-0123456789\n")
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add(answer("leak?", "import os\nprint('KEY=' + str(os.environ.get('OPENAI_API_KEY')))\n" + metric_cell(2)),
+            "DONE: ok")
+    session = create_session(tmp_path / "bench.py", maximize="x")
+    session.run()
+    assert session.proposer.model == "openai/test"
+    headers = {k.lower(): v for k, v in llm.headers[0].items()}
+    assert headers["authorization"] == "Bearer sk-from-dotenv-0123456789"
+    assert "KEY=None" in session.runs[1].stdout_tail  # candidates never see the key
+    assert all("sk-from-dotenv" not in str(request) for request in llm.requests)
