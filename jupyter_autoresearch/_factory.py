@@ -39,7 +39,7 @@ def make_proposer(model: str | None, api_base: str | None = None, *, folder: Pat
         path = Path(model.removeprefix("replay:")).expanduser()
         if not path.is_absolute() and folder is not None and not path.exists():
             path = folder / path
-        return ReplayProposer(path)
+        return ReplayProposer(path, label=model)
     from ._litellm import LiteLLMProposer
 
     return LiteLLMProposer(model=model, api_base=api_base)

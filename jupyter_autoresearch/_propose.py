@@ -124,9 +124,9 @@ class ReplayProposer(Proposer):
         path: a ``log.jsonl`` (ours), a session folder, or a recording in the same format.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, label: str | None = None) -> None:
         self.path = Path(path)
-        self.model = f"replay:{path}"
+        self.model = label or f"replay:{path}"
         self.config: dict[str, object] = {}
         self.proposals: list[RunRecord] = []
         self.done: dict[int, str] = {}  # segment -> the recorded DONE reason
