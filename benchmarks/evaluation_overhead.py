@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "examples" / "marketing_campaign_estimations.csv"
-BASELINE = '''\
+BASELINE = """\
 import pandas as pd
 
 BUDGET = 30_000_000
@@ -40,8 +40,8 @@ chosen = df[df["marketing_spending"].cumsum() <= BUDGET]
 
 print(f"METRIC revenue_millions={chosen['revenue'].sum() / 1e6:.4f}")
 print(f"METRIC spend_millions={chosen['marketing_spending'].sum() / 1e6:.4f}")
-'''
-KNAPSACK = '''\
+"""
+KNAPSACK = """\
 import cvxpy as cp
 import pandas as pd
 
@@ -54,7 +54,7 @@ problem.solve(solver=cp.HIGHS)
 chosen = df[x.value > 0.5]
 
 print(f"METRIC revenue_millions={chosen['revenue'].sum() / 1e6:.4f}")
-'''
+"""
 WORKLOADS = {"greedy baseline": (BASELINE, 107.9158), "MILP knapsack": (KNAPSACK, 110.1627)}
 
 
@@ -69,7 +69,7 @@ def timed(action, runs: int) -> list[float]:
 
 
 def compare(code: str, expected: float, folder: Path, runs: int) -> dict[str, list[float]]:
-    from jupyter_autoresearch import ForkEvaluator, WorkerSetup, imported_modules  # noqa: F401
+    from jupyter_autoresearch import ForkEvaluator, WorkerSetup, imported_modules
 
     line = f"METRIC revenue_millions={expected:.4f}"
     (folder / "optimise.py").write_text(code)
@@ -85,8 +85,11 @@ def compare(code: str, expected: float, folder: Path, runs: int) -> dict[str, li
         assert line in buffer.getvalue()
 
     with ForkEvaluator(timeout=60) as evaluator:
-        evaluator.start(WorkerSetup(folder=folder, preimport=imported_modules(code),
-                                    off_limits=("marketing_campaign_estimations.csv",)))
+        evaluator.start(
+            WorkerSetup(
+                folder=folder, preimport=imported_modules(code), off_limits=("marketing_campaign_estimations.csv",)
+            )
+        )
 
         def warmfork() -> None:
             [outcome] = evaluator.evaluate([code])
@@ -115,8 +118,10 @@ def main() -> None:
         print(f"{title}:")
         for name, value in median.items():
             spread = statistics.quantiles([s * 1000 for s in results[name]], n=4)
-            print(f"  {name:>10}: median {value:8.2f} ms   (quartiles {spread[0]:.2f} .. {spread[2]:.2f} ms, "
-                  f"{len(results[name])} runs)")
+            print(
+                f"  {name:>10}: median {value:8.2f} ms   (quartiles {spread[0]:.2f} .. {spread[2]:.2f} ms, "
+                f"{len(results[name])} runs)"
+            )
         print(f"  cold / warmfork      = {median['cold'] / median['warmfork']:.1f}x   (target >= 10x)")
         print(f"  warmfork / inprocess = {median['warmfork'] / median['inprocess']:.2f}x   (target <= 1.5x)")
         print(f"  warmfork - inprocess = {median['warmfork'] - median['inprocess']:.2f} ms per evaluation")

@@ -28,9 +28,18 @@ def main() -> None:
     (folder / "bench.py").write_text("print('METRIC x=1')\n")
     (folder / "rec.jsonl").write_text('{"type": "config", "name": "b", "metricName": "x"}\n')
     session = ar.create_session(folder / "bench.py", maximize="x", model=f"replay:{folder / 'rec.jsonl'}")
-    session._runs = [RunRecord(run=i, segment=i // 400, status=("keep", "discard", "infeasible", "crash")[i % 4],
-                               metric=None if i % 4 == 3 else float(i % 97), metrics={"x": float(i % 97), "cost": 1.0},
-                               code=f"print({i})", hypothesis=f"idea {i} " * 5) for i in range(1, 1001)]
+    session._runs = [
+        RunRecord(
+            run=i,
+            segment=i // 400,
+            status=("keep", "discard", "infeasible", "crash")[i % 4],
+            metric=None if i % 4 == 3 else float(i % 97),
+            metrics={"x": float(i % 97), "cost": 1.0},
+            code=f"print({i})",
+            hypothesis=f"idea {i} " * 5,
+        )
+        for i in range(1, 1001)
+    ]
     tokens = 20_000
 
     def stream(subscriber) -> float:  # type: ignore[no-untyped-def]
@@ -54,8 +63,10 @@ def main() -> None:
             time.sleep(0.015)
     elapsed = time.perf_counter() - started
     time.sleep(0.2)
-    print(f"reasoning redraws: {len(redraws)} for {tokens:,} tokens over {elapsed:.1f} s "
-          f"= {len(redraws) / elapsed:.1f} per second (cap: 10)")
+    print(
+        f"reasoning redraws: {len(redraws)} for {tokens:,} tokens over {elapsed:.1f} s "
+        f"= {len(redraws) / elapsed:.1f} per second (cap: 10)"
+    )
     draws = []
     for _ in range(5):
         start = time.perf_counter()

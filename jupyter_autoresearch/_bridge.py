@@ -45,7 +45,7 @@ class FrontendBridge:
 
             request = self._request_id()
             self._comm = comm.create_comm(target_name=COMM_TARGET, data={"type": "hello", "request": request})
-        except Exception as err:  # noqa: BLE001 - no kernel (plain IPython): no frontend
+        except Exception as err:
             log.debug("no comm to the frontend: %s", err)
             self.available = False
             return
@@ -73,7 +73,7 @@ class FrontendBridge:
             try:
                 text = self.on_export(str(data.get("to", "")), str(data.get("arg") or ""))
                 self.send({"type": "result", "ok": True, "message": text})
-            except Exception as err:  # noqa: BLE001 - reported to the frontend as one line
+            except Exception as err:
                 self.send({"type": "result", "ok": False, "message": str(err)})
 
     def _closed(self, message: dict[str, Any]) -> None:
@@ -90,7 +90,7 @@ class FrontendBridge:
                 self._callbacks[request] = on_ack
         try:
             self._comm.send({**payload, "request": request})
-        except Exception as err:  # noqa: BLE001 - a closed comm must not break the loop
+        except Exception as err:
             log.debug("comm send failed: %s", err)
             return False
         return True
@@ -110,14 +110,14 @@ def bridge() -> FrontendBridge:
 def current_cell_id() -> str | None:
     """The id of the cell being executed, from the execute request's metadata."""
     try:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
 
         kernel = getattr(get_ipython(), "kernel", None)
         if kernel is None:
             return None
         parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
         return (parent or {}).get("metadata", {}).get("cellId")
-    except Exception:  # noqa: BLE001 - best effort: no id means no live insertion
+    except Exception:
         return None
 
 

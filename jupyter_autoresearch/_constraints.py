@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ._errors import ConstraintError
 
-__all__ = ["Constraint", "OPERATORS", "parse_constraint", "parse_constraints"]
+__all__ = ["OPERATORS", "Constraint", "parse_constraint", "parse_constraints"]
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,

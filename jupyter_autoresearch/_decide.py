@@ -42,7 +42,7 @@ def judge(
     task: TaskSpec,
     outcomes: Sequence[Outcome],
     best: RunRecord | None,
-    threshold: Threshold = Threshold(),
+    threshold: Threshold | None = None,
 ) -> Verdict:
     """Decide a run's status from its evaluations.
 
@@ -65,7 +65,7 @@ def judge(
     for kind in ("timeout", "crash"):
         failed = [o for o in outcomes if o.kind == kind]
         if failed:
-            return verdict(kind, failed[0].error or kind)  # type: ignore[arg-type]
+            return verdict("timeout" if kind == "timeout" else "crash", failed[0].error or kind)
     if metric is None:
         refused = [p for o in outcomes for p in o.problems if p.startswith(f"metric {task.metric} ")]
         reason = refused[0] if refused else f"the cell printed no METRIC {task.metric}=<number> line"
@@ -76,6 +76,7 @@ def judge(
     if best is None or best.metric is None:
         return verdict("keep")
     gain = task.better(metric, best.metric)
+    threshold = threshold or Threshold()
     need = threshold.amount(best.metric)
     noise = mad(primary) + mad(best.repeats)
     if gain > max(need, noise) and gain > 0:
@@ -86,9 +87,7 @@ def judge(
         why = f"below --min-improvement {threshold}"
     else:
         why = "not better"
-    return verdict(
-        "discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}"
-    )
+    return verdict("discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}")
 
 
 def confidence(task: TaskSpec, segment_runs: Sequence[RunRecord]) -> float | None:

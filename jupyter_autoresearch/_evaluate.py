@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -99,10 +98,10 @@ class Evaluator(ABC):
     def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
         """Run each code concurrently and return their outcomes in the same order."""
 
-    def cancel(self) -> None:
+    def cancel(self) -> None:  # noqa: B027 - optional: an evaluator may have nothing to cancel
         """Kill the candidates that are running now (called from another thread)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: an evaluator may hold nothing
         """Release the worker."""
 
     def __enter__(self) -> Evaluator:
@@ -215,9 +214,7 @@ class ForkEvaluator(Evaluator):
         1.0
     """
 
-    def __init__(
-        self, *, timeout: float = 600.0, memory_mb: int | None = 4096, output_cap: int = 65536
-    ) -> None:
+    def __init__(self, *, timeout: float = 600.0, memory_mb: int | None = 4096, output_cap: int = 65536) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise EvaluationError("evaluation needs os.fork, which Windows lacks; use WSL")
         self.timeout = timeout
@@ -229,7 +226,7 @@ class ForkEvaluator(Evaluator):
         self._guard: OffLimitsGuard | None = None
         self._ids = 0
         self._log: Path | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def start(self, setup: WorkerSetup) -> None:
         self.close()
@@ -252,9 +249,7 @@ class ForkEvaluator(Evaluator):
         self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _kill, self._proc)
         self._guard = OffLimitsGuard(setup.folder, setup.off_limits) if setup.off_limits else None
-        patterns = [str(setup.folder.resolve() / p) for p in setup.off_limits] + list(
-            setup.off_limits
-        )
+        patterns = [str(setup.folder.resolve() / p) for p in setup.off_limits] + list(setup.off_limits)
         self._send(
             (
                 "setup",
@@ -354,8 +349,7 @@ class ForkEvaluator(Evaluator):
         while not self._conn.poll(0.2):
             if self._proc.poll() is not None:
                 raise EvaluationError(
-                    f"the evaluation worker exited unexpectedly ({self._proc.returncode}): "
-                    f"{self._log_tail()}"
+                    f"the evaluation worker exited unexpectedly ({self._proc.returncode}): {self._log_tail()}"
                 )
         try:
             kind, payload = self._conn.recv()

@@ -36,8 +36,10 @@ def export_file(session: Session, path: str | Path) -> Path:
     best = winner(session)
     target = _resolve(session, path, ".py")
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    parts = [f'"""The winner of autoresearch session {session.name} (exported {stamp}).\n\n'
-             f"Run {best.run}: {session.task.metric} = {best.metric:.8g}. {best.hypothesis}\n\"\"\""]
+    parts = [
+        f'"""The winner of autoresearch session {session.name} (exported {stamp}).\n\n'
+        f'Run {best.run}: {session.task.metric} = {best.metric:.8g}. {best.hypothesis}\n"""'
+    ]
     parts += [code.strip() for code in _setup_code(session) if code.strip()]
     parts.append(variant_header(session.name, best, session.task.metric) + "\n" + best.code.strip())
     _write(target, "\n\n\n".join(parts) + "\n")
@@ -53,14 +55,16 @@ def export_notebook(session: Session, path: str | Path) -> Path:
     best = winner(session)
     target = _resolve(session, path, ".ipynb")
     source, metadata = variant_cell(session.name, best, session.task.metric)
-    cells = [nbformat.v4.new_markdown_cell(
-        f"# Winner of autoresearch session `{session.name}`\n\nRun {best.run}: "
-        f"`{session.task.metric}` = {best.metric:.8g}.")]
+    cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# Winner of autoresearch session `{session.name}`\n\nRun {best.run}: "
+            f"`{session.task.metric}` = {best.metric:.8g}."
+        )
+    ]
     cells += [nbformat.v4.new_code_cell(code) for code in _setup_code(session) if code.strip()]
     cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
     notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     if target.exists():
         raise ExportError(f"{target} already exists; choose another path")
     nbformat.write(notebook, target)
@@ -88,10 +92,13 @@ def _write(path: Path, text: str) -> None:
 
 
 def _git(folder: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=folder, input=input, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        ["git", *args], cwd=folder, input=input, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     if done.returncode != 0:
-        raise ExportError(f"git {args[0]} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        raise ExportError(
+            f"git {args[0]} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        )
     return done.stdout.strip()
 
 
@@ -137,8 +144,12 @@ def export_branch(session: Session, name: str) -> str:
     if not name:
         raise ExportError("give the new branch a name, e.g. --to branch autoresearch/best")
     _git(repo, "check-ref-format", "--branch", name)
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"], cwd=repo,
-                      capture_output=True).returncode == 0:
+    if (
+        subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"], cwd=repo, capture_output=True
+        ).returncode
+        == 0
+    ):
         raise ExportError(f"branch {name} already exists; choose another name")
     head = _git(repo, "rev-parse", "HEAD")
     relative = session.target.path.resolve().relative_to(repo).as_posix()
@@ -151,15 +162,29 @@ def export_branch(session: Session, name: str) -> str:
             _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
 
         add(relative, _winner_file_text(session, best, repo, relative))
-        change = _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-p", head, "-m",
-                      f"{best.hypothesis or 'Apply the autoresearch winner'}\n\n"
-                      f"autoresearch session {session.name}, run {best.run}: "
-                      f"{session.task.metric} = {best.metric:.8g}")
+        change = _git(
+            repo,
+            "commit-tree",
+            _git(repo, "write-tree", env=env),
+            "-p",
+            head,
+            "-m",
+            f"{best.hypothesis or 'Apply the autoresearch winner'}\n\n"
+            f"autoresearch session {session.name}, run {best.run}: "
+            f"{session.task.metric} = {best.metric:.8g}",
+        )
         notes = session.folder.resolve().relative_to(repo).as_posix()
         for file in ("log.jsonl", "prompt.md", "ideas.md", "best.py"):
             if (session.folder / file).exists():
                 add(f"{notes}/{file}", (session.folder / file).read_text(encoding="utf-8"))
-        log = _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-p", change, "-m",
-                   f"Add the autoresearch log and notes of session {session.name}")
+        log = _git(
+            repo,
+            "commit-tree",
+            _git(repo, "write-tree", env=env),
+            "-p",
+            change,
+            "-m",
+            f"Add the autoresearch log and notes of session {session.name}",
+        )
     _git(repo, "update-ref", f"refs/heads/{name}", log, "")
     return f"branch {name}: {change[:7]} applies run {best.run}, {log[:7]} adds the session log"

@@ -148,8 +148,11 @@ def session_from_options(
     setup_code = _setup_code(target, options.setup_cells) if namespace is None else ()
     preimport = tuple(dict.fromkeys(m for code in (*setup_code, target.code) for m in imported_modules(code)))
     setup = WorkerSetup(
-        folder=target.folder, setup_code=setup_code, namespace=namespace,
-        preimport=preimport, off_limits=task.off_limits,
+        folder=target.folder,
+        setup_code=setup_code,
+        namespace=namespace,
+        preimport=preimport,
+        off_limits=task.off_limits,
     )
     return Session(
         name=name,
@@ -206,8 +209,12 @@ def create_session(
     """
     loaded = load_target(target, cell=cell)
     values: dict[str, object] = {
-        "maximize": maximize, "minimize": minimize, "objective": objective, "model": model,
-        "api_base": api_base, "session": name,
+        "maximize": maximize,
+        "minimize": minimize,
+        "objective": objective,
+        "model": model,
+        "api_base": api_base,
+        "session": name,
         "constraint": tuple(constraints) if constraints is not None else None,
         "off_limits": tuple(off_limits) if off_limits is not None else None,
     }
@@ -239,6 +246,13 @@ def load_session(path: str | Path) -> Session:
     folder = history.path.parent
     name = folder.name if history.path.name == "log.jsonl" else history.path.stem
     return Session(
-        name=name, folder=folder, code=history.runs[0].code if history.runs else "", task=task,
-        limits=Limits(), proposer=None, evaluator=None, setup=None, history=history,
+        name=name,
+        folder=folder,
+        code=history.runs[0].code if history.runs else "",
+        task=task,
+        limits=Limits(),
+        proposer=None,
+        evaluator=None,
+        setup=None,
+        history=history,
     )

@@ -11,8 +11,13 @@ from ._records import RunRecord
 __all__ = ["STATUS_COLOURS", "code_diff_html", "history_html", "status_badge", "summary_html"]
 
 STATUS_COLOURS = {
-    "keep": "#2e7d32", "discard": "#757575", "infeasible": "#ef6c00", "crash": "#c62828",
-    "timeout": "#ad1457", "invalid": "#6a1b9a", "violation": "#b71c1c",
+    "keep": "#2e7d32",
+    "discard": "#757575",
+    "infeasible": "#ef6c00",
+    "crash": "#c62828",
+    "timeout": "#ad1457",
+    "invalid": "#6a1b9a",
+    "violation": "#b71c1c",
 }
 _CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #e0e0e0"
 
@@ -28,8 +33,10 @@ def _short(text: str, width: int = 140) -> str:
 
 def status_badge(status: str) -> str:
     colour = STATUS_COLOURS.get(status, "#424242")
-    return (f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
-            f'font-size:11px">{escape(status)}</span>')
+    return (
+        f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
+        f'font-size:11px">{escape(status)}</span>'
+    )
 
 
 def _change(value: float | None, reference: float | None) -> str:
@@ -40,8 +47,9 @@ def _change(value: float | None, reference: float | None) -> str:
     return escape(f"{delta:+.6g}{percent}")
 
 
-def history_html(runs: Sequence[RunRecord], metric: str | None, best: RunRecord | None,
-                 *, columns: Sequence[str] = ()) -> str:
+def history_html(
+    runs: Sequence[RunRecord], metric: str | None, best: RunRecord | None, *, columns: Sequence[str] = ()
+) -> str:
     """A table of runs: status, primary metric, change against best, secondary metrics, hypothesis."""
     head = ["run", "status", metric or "metric", "vs best", *columns, "hypothesis / reason"]
     rows = ["<tr>" + "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head) + "</tr>"]
@@ -50,12 +58,17 @@ def history_html(runs: Sequence[RunRecord], metric: str | None, best: RunRecord 
         note = r.hypothesis or r.description
         if r.status != "keep" and r.error:
             note = f"{note} — {r.error}" if note else r.error
-        cells = [str(r.run), status_badge(r.status), escape(_fmt(r.metric)),
-                 "" if best and r.run == best.run else _change(r.metric, reference),
-                 *(escape(_fmt(r.metrics.get(c))) for c in columns), escape(_short(note))]
+        cells = [
+            str(r.run),
+            status_badge(r.status),
+            escape(_fmt(r.metric)),
+            "" if best and r.run == best.run else _change(r.metric, reference),
+            *(escape(_fmt(r.metrics.get(c))) for c in columns),
+            escape(_short(note)),
+        ]
         weight = "font-weight:600;" if best is not None and r.run == best.run else ""
         rows.append(f'<tr style="{weight}">' + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
-    return ('<table style="border-collapse:collapse;font-size:12px;width:100%">' + "".join(rows) + "</table>")
+    return '<table style="border-collapse:collapse;font-size:12px;width:100%">' + "".join(rows) + "</table>"
 
 
 def code_diff_html(parent: str, code: str, *, title: str = "") -> str:
@@ -69,8 +82,10 @@ def code_diff_html(parent: str, code: str, *, title: str = "") -> str:
         background = "#e8f5e9" if line.startswith("+") else "#ffebee" if line.startswith("-") else "transparent"
         styled.append(f'<div style="color:{colour};background:{background}">{escape(line) or "&nbsp;"}</div>')
     heading = f"<div><b>{escape(title)}</b></div>" if title else ""
-    return (f'{heading}<div style="font-family:monospace;font-size:12px;white-space:pre;overflow-x:auto;'
-            f'max-height:320px;overflow-y:auto;border:1px solid #e0e0e0;padding:4px">{"".join(styled)}</div>')
+    return (
+        f'{heading}<div style="font-family:monospace;font-size:12px;white-space:pre;overflow-x:auto;'
+        f'max-height:320px;overflow-y:auto;border:1px solid #e0e0e0;padding:4px">{"".join(styled)}</div>'
+    )
 
 
 def output_html(record: RunRecord) -> str:
@@ -81,20 +96,29 @@ def output_html(record: RunRecord) -> str:
     for label, text in (("stdout", record.stdout_tail), ("stderr", record.stderr_tail)):
         if text.strip():
             tail = "\n".join(text.rstrip().splitlines()[-30:])
-            parts.append(f'<div><b>{label}</b></div><pre style="font-size:11px;max-height:200px;overflow:auto;'
-                         f'margin:0;border:1px solid #eee;padding:4px">{escape(tail)}</pre>')
+            parts.append(
+                f'<div><b>{label}</b></div><pre style="font-size:11px;max-height:200px;overflow:auto;'
+                f'margin:0;border:1px solid #eee;padding:4px">{escape(tail)}</pre>'
+            )
     return "".join(parts)
 
 
-def summary_html(name: str, metric: str | None, runs: Sequence[RunRecord], best: RunRecord | None,
-                 state: str, latest: int = 15) -> str:
+def summary_html(
+    name: str, metric: str | None, runs: Sequence[RunRecord], best: RunRecord | None, state: str, latest: int = 15
+) -> str:
     """The rich display of a session object."""
     baseline = runs[0].metric if runs else None
     best_text = "none yet"
     if best is not None:
         best_text = f"run {best.run}: {_fmt(best.metric)} {_change(best.metric, baseline)}"
     shown = runs[-latest:]
-    more = f"<div style='color:#757575'>{len(runs) - len(shown)} earlier runs not shown</div>" if len(runs) > len(shown) else ""
-    return (f"<div><b>autoresearch session {escape(name)}</b> — {escape(state)}; {len(runs)} runs; "
-            f"{escape(metric or '')} baseline {escape(_fmt(baseline))}, best {best_text}</div>{more}"
-            + history_html(shown, metric, best))
+    more = (
+        f"<div style='color:#757575'>{len(runs) - len(shown)} earlier runs not shown</div>"
+        if len(runs) > len(shown)
+        else ""
+    )
+    return (
+        f"<div><b>autoresearch session {escape(name)}</b> — {escape(state)}; {len(runs)} runs; "
+        f"{escape(metric or '')} baseline {escape(_fmt(baseline))}, best {best_text}</div>{more}"
+        + history_html(shown, metric, best)
+    )

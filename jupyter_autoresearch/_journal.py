@@ -29,9 +29,7 @@ _NAME = re.compile(r"^[\w.-]+$")
 def session_folder(target: Path, name: str) -> Path:
     """``.autoresearch/<name>/`` beside the notebook or script."""
     if not _NAME.match(name) or name.startswith("."):
-        raise JournalError(
-            f"session name {name!r} is not allowed: use letters, digits, '-', '_' or '.'"
-        )
+        raise JournalError(f"session name {name!r} is not allowed: use letters, digits, '-', '_' or '.'")
     return target.resolve().parent / ".autoresearch" / name
 
 
@@ -44,9 +42,7 @@ def find_log(path: Path) -> Path:
             return path / candidate
     if not path.exists():
         raise JournalError(f"{path} does not exist; give a session folder or a log.jsonl file")
-    raise JournalError(
-        f"{path} holds no session log (looked for {_LOG}, {', '.join(_PI_LOGS)})"
-    )
+    raise JournalError(f"{path} holds no session log (looked for {_LOG}, {', '.join(_PI_LOGS)})")
 
 
 @dataclass(frozen=True)
@@ -192,8 +188,11 @@ class Journal:
         path = self.folder / "ideas.md"
         if not path.exists():
             return []
-        return [line.lstrip("-* ").strip() for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip().startswith(("-", "*"))]
+        return [
+            line.lstrip("-* ").strip()
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip().startswith(("-", "*"))
+        ]
 
     def add_ideas(self, ideas: list[str]) -> None:
         known = set(self.read_ideas())

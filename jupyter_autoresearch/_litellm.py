@@ -50,7 +50,7 @@ def _cost(litellm: Any, model: str, prompt_tokens: int | None, completion_tokens
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
-    except Exception:  # noqa: BLE001 - ModelNotMappedError derives from Exception only
+    except Exception:
         return None
     return float(prompt_cost + completion_cost)
 
@@ -60,12 +60,13 @@ def _message(err: Exception, model: str, api_base: str | None) -> str:
     where = f" at {api_base}" if api_base else ""
     text = " ".join(str(getattr(err, "message", err)).split())[:300]
     if name == "AuthenticationError":
-        return (f"the model provider refused the API key for {model} ({text}); set the key in "
-                "the environment or a .env file")
+        return (
+            f"the model provider refused the API key for {model} ({text}); set the key in "
+            "the environment or a .env file"
+        )
     if name in ("NotFoundError", "BadRequestError") and "model" in text.lower():
         return f"model {model} was not found{where} ({text}); check --model"
-    if name in ("APIConnectionError", "Timeout", "ServiceUnavailableError", "InternalServerError",
-                "RateLimitError"):
+    if name in ("APIConnectionError", "Timeout", "ServiceUnavailableError", "InternalServerError", "RateLimitError"):
         return f"cannot reach {model}{where} after retries ({name}: {text}); check --api-base and the server"
     return f"the request to {model}{where} failed ({name}: {text})"
 
@@ -133,8 +134,13 @@ class LiteLLMProposer(Proposer):
                         if on_delta is not None:
                             on_delta(parts[-1])  # may raise to abandon the request (stop)
                 break
-            except (litellm.RateLimitError, litellm.APIConnectionError, litellm.InternalServerError,
-                    litellm.ServiceUnavailableError, litellm.Timeout) as err:
+            except (
+                litellm.RateLimitError,
+                litellm.APIConnectionError,
+                litellm.InternalServerError,
+                litellm.ServiceUnavailableError,
+                litellm.Timeout,
+            ) as err:
                 if attempt == self.num_retries or parts:
                     # Nothing is retried once text has streamed: the user saw it already.
                     raise ProposalError(_message(err, self.model, self.api_base)) from None

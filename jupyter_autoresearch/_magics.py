@@ -11,8 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from IPython.core.display import HTML
+from IPython.core.display_functions import display
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import HTML, display
 from traitlets import Enum, Float, Int, Unicode
 
 from ._bridge import bridge, current_cell_id, extension_installed
@@ -29,9 +30,11 @@ from ._target import Target, plain_python
 
 __all__ = ["AutoresearchMagics", "load_ipython_extension"]
 
-NO_EXTENSION = ("The JupyterLab extension is not active in this frontend, so accepted variants are not "
-                "inserted as cells: use Export > Copy best code, or run with --wait to get the best cell "
-                "at the end.")
+NO_EXTENSION = (
+    "The JupyterLab extension is not active in this frontend, so accepted variants are not "
+    "inserted as cells: use Export > Copy best code, or run with --wait to get the best cell "
+    "at the end."
+)
 
 
 def _names_read(code: str) -> set[str]:
@@ -79,16 +82,30 @@ class _Inserter:
             for run in event.now_infeasible:
                 if run in self.inserted:
                     note = f"refused by the constraints of segment {event.segment} ({', '.join(event.constraints)})"
-                    bridge().send({"type": "mark", "anchor_cell_id": self.cell_id, "session": self.session.name,
-                                   "run": run, "note": note})
+                    bridge().send(
+                        {
+                            "type": "mark",
+                            "anchor_cell_id": self.cell_id,
+                            "session": self.session.name,
+                            "run": run,
+                            "note": note,
+                        }
+                    )
 
     def insert(self, run: int) -> bool:
         record = next(r for r in self.session.runs if r.run == run)
         source, metadata = variant_cell(self.session.name, record, self.session.task.metric)
         link = bridge()
-        if self.cell_id is None or not link.send({"type": "insert", "anchor_cell_id": self.cell_id,
-                                                  "session": self.session.name, "run": run, "source": source,
-                                                  "metadata": metadata}):
+        if self.cell_id is None or not link.send(
+            {
+                "type": "insert",
+                "anchor_cell_id": self.cell_id,
+                "session": self.session.name,
+                "run": run,
+                "source": source,
+                "metadata": metadata,
+            }
+        ):
             self.panel.note_fallback(NO_EXTENSION)
             return False
         self.inserted.add(run)
@@ -96,8 +113,13 @@ class _Inserter:
 
     def _state(self) -> None:
         best = self.session.best_run
-        bridge().send({"type": "state", "session": self.session.name,
-                       "best": {"run": best.run, "metric": best.metric} if best else None})
+        bridge().send(
+            {
+                "type": "state",
+                "session": self.session.name,
+                "best": {"run": best.run, "metric": best.metric} if best else None,
+            }
+        )
 
 
 @magics_class
@@ -115,15 +137,33 @@ class AutoresearchMagics(Magics):
     memory_limit = Int(4096, help="MiB of memory a candidate may add.").tag(config=True)
     repeats = Int(1, help="Evaluations per candidate; the median counts.").tag(config=True)
     parallel = Int(1, help="Proposals evaluated at a time.").tag(config=True)
-    insert = Enum(["accepted", "best", "none"], "accepted",
-                  help="Which accepted variants come back as cells.").tag(config=True)
+    insert = Enum(["accepted", "best", "none"], "accepted", help="Which accepted variants come back as cells.").tag(
+        config=True
+    )
     min_improvement = Unicode("0", help="How much a run must beat the best by (absolute or %).").tag(config=True)
 
+    @property
+    def _ip(self) -> Any:
+        """The shell; always set once the magics are registered."""
+        assert self.shell is not None
+        return self.shell
+
     def _defaults(self) -> RunOptions:
-        values = {name: getattr(self, name) for name in
-                  ("model", "api_base", "max_iterations", "timeout", "memory_limit", "repeats", "parallel",
-                   "insert", "min_improvement")}
-        return RunOptions(**values)  # type: ignore[arg-type]
+        values = {
+            name: getattr(self, name)
+            for name in (
+                "model",
+                "api_base",
+                "max_iterations",
+                "timeout",
+                "memory_limit",
+                "repeats",
+                "parallel",
+                "insert",
+                "min_improvement",
+            )
+        }
+        return RunOptions(**values)
 
     @staticmethod
     def _fail(err: AutoresearchError) -> None:
@@ -141,27 +181,32 @@ class AutoresearchMagics(Magics):
     def _start(self, line: str, cell: str) -> None:
         options = self._defaults().merged_under(parse_magic_line(line))
         if not cell.strip():
-            raise OptionsError("the %%autoresearch cell is empty: write the code that prints METRIC lines "
-                               "below the magic line")
+            raise OptionsError(
+                "the %%autoresearch cell is empty: write the code that prints METRIC lines below the magic line"
+            )
         try:
             names = _names_read(cell)
         except SyntaxError as err:
-            raise OptionsError(f"the cell does not compile (line {err.lineno}: {err.msg}); candidates run as "
-                               "plain Python, so IPython syntax (%magics, !commands) is not allowed") from None
+            raise OptionsError(
+                f"the cell does not compile (line {err.lineno}: {err.msg}); candidates run as "
+                "plain Python, so IPython syntax (%magics, !commands) is not allowed"
+            ) from None
         namespace, setup_code = self._ship(names, options.setup_cells)
         stem = self._notebook_stem()
         cell_id = current_cell_id()
-        target = Target(path=Path.cwd() / f"{stem}.ipynb", code=cell, setup_code=setup_code, magic_line=line,
-                        cell_id=cell_id)
+        target = Target(
+            path=Path.cwd() / f"{stem}.ipynb", code=cell, setup_code=setup_code, magic_line=line, cell_id=cell_id
+        )
         name = options.session or stem
         running = self._running(name)
         if running is not None:
-            raise OptionsError(f"session {name} is already running; stop it with %autoresearch stop {name} "
-                               "or choose another --session")
+            raise OptionsError(
+                f"session {name} is already running; stop it with %autoresearch stop {name} or choose another --session"
+            )
         # --setup-cells named In[] cells, resolved above: the worker runs target.setup_code.
         session = session_from_options(target, replace(options, setup_cells=None), namespace=namespace)
         register(session)
-        self.shell.user_ns["_autoresearch"] = session
+        self._ip.user_ns["_autoresearch"] = session
         link = bridge()
         panel = Panel(session, export=lambda to, arg: self.export(session, to, arg))
         session.subscribe(_Inserter(session, panel, cell_id, options.insert))
@@ -182,10 +227,15 @@ class AutoresearchMagics(Magics):
             panel.refresh()
         display(HTML(session._repr_html_()))
         best = session.best_run
-        if (options.insert != "none" and best is not None and not best.is_baseline
-                and link.available is not True and not extension_installed()):
+        if (
+            options.insert != "none"
+            and best is not None
+            and not best.is_baseline
+            and link.available is not True
+            and not extension_installed()
+        ):
             source, _ = variant_cell(session.name, best, session.task.metric)
-            self.shell.set_next_input(source, replace=False)  # frontends without our extension
+            self._ip.set_next_input(source, replace=False)  # frontends without our extension
 
     def _running(self, name: str) -> Session | None:
         from ._registry import sessions
@@ -195,7 +245,7 @@ class AutoresearchMagics(Magics):
 
     def _notebook_stem(self) -> str:
         # jupyter_server tells the kernel its notebook's path; elsewhere there is none.
-        name = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__session__") or ""
+        name = os.environ.get("JPY_SESSION_NAME") or self._ip.user_ns.get("__session__") or ""
         stem = Path(str(name)).stem if str(name).endswith(".ipynb") else ""
         return stem or "notebook"
 
@@ -203,7 +253,7 @@ class AutoresearchMagics(Magics):
         """Pickle the user's variables the cell reads; the In[] cells that define them, for export."""
         import cloudpickle
 
-        user_ns = self.shell.user_ns
+        user_ns = self._ip.user_ns
         hidden = getattr(self.shell, "user_ns_hidden", {})
         history: list[str] = list(user_ns.get("In", []))
         if setup_cells:
@@ -215,12 +265,11 @@ class AutoresearchMagics(Magics):
             if bad:
                 raise OptionsError(f"--setup-cells {bad[0]}: there is no In[{bad[0]}] in this kernel")
             return None, tuple(plain_python(history[n]) for n in numbers)
-        chosen = {n: user_ns[n] for n in sorted(names)
-                  if n in user_ns and n not in hidden and not n.startswith("_")}
+        chosen = {n: user_ns[n] for n in sorted(names) if n in user_ns and n not in hidden and not n.startswith("_")}
         for name, value in chosen.items():
             try:
                 cloudpickle.dumps(value)
-            except Exception as err:  # noqa: BLE001 - any pickling failure gets the same advice
+            except Exception as err:
                 defining = [i for i in range(len(history) - 1, 0, -1) if name in _bound_names(history[i])]
                 where = f" {defining[0]}" if defining else " N"
                 raise OptionsError(
@@ -255,15 +304,25 @@ class AutoresearchMagics(Magics):
         link = bridge()
         source, metadata = variant_cell(session.name, best, session.task.metric)
         if to == "replace":
-            if cell_id is None or not link.send({"type": "replace", "anchor_cell_id": cell_id,
-                                                 "source": best.code.rstrip("\n")}):
-                raise ExportError("replacing the benchmark cell needs the JupyterLab extension; "
-                                  "use --to cell, or --to file PATH")
+            if cell_id is None or not link.send(
+                {"type": "replace", "anchor_cell_id": cell_id, "source": best.code.rstrip("\n")}
+            ):
+                raise ExportError(
+                    "replacing the benchmark cell needs the JupyterLab extension; use --to cell, or --to file PATH"
+                )
             return f"replaced the benchmark cell with run {best.run} (undo with Ctrl+Z in the cell)"
-        if cell_id is not None and link.send({"type": "insert", "anchor_cell_id": cell_id, "session": session.name,
-                                              "run": best.run, "source": source, "metadata": metadata}):
+        if cell_id is not None and link.send(
+            {
+                "type": "insert",
+                "anchor_cell_id": cell_id,
+                "session": session.name,
+                "run": best.run,
+                "source": source,
+                "metadata": metadata,
+            }
+        ):
             return f"inserted run {best.run} below the benchmark cell"
-        self.shell.set_next_input(source, replace=False)
+        self._ip.set_next_input(source, replace=False)
         return f"run {best.run} offered as the next cell"
 
     # -- %autoresearch -----------------------------------------------------------------
@@ -296,8 +355,10 @@ class AutoresearchMagics(Magics):
         elif args.command == "constraints":
             if args.expressions:
                 applied = session.set_constraints(args.expressions)
-                print(f"autoresearch: constraints of {session.name} set to {', '.join(applied) or 'none'}; "
-                      "a new segment starts at the next iteration")
+                print(
+                    f"autoresearch: constraints of {session.name} set to {', '.join(applied) or 'none'}; "
+                    "a new segment starts at the next iteration"
+                )
             else:
                 print("\n".join(session.task.constraint_texts) or "(no constraints)")
                 if session.pending_constraints is not None:
@@ -320,7 +381,11 @@ class AutoresearchMagics(Magics):
 
 def _status(session: Session) -> str:
     best = session.best_run
-    shown = f"best run {best.run}: {session.task.metric}={best.metric:.8g}" if best and best.metric is not None else "no kept run"
+    shown = (
+        f"best run {best.run}: {session.task.metric}={best.metric:.8g}"
+        if best and best.metric is not None
+        else "no kept run"
+    )
     state = session.state + (f" ({session.stop_reason}: {session.stop_detail})" if session.stop_reason else "")
     return f"{session.name}: {state}; {len(session.runs)} runs; {shown}"
 
@@ -350,4 +415,3 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and open the comm to the JupyterLab extension early."""
     ipython.register_magics(AutoresearchMagics)
     bridge()
-

@@ -27,9 +27,7 @@ class ParsedMetrics:
 def check_metric_name(name: str) -> str:
     """Return ``name`` if it is a valid metric name, else raise MetricParseError."""
     if not _NAME.match(name):
-        raise MetricParseError(
-            f"metric name {name!r} is not allowed: use letters, digits, '_', '.' or 'µ'"
-        )
+        raise MetricParseError(f"metric name {name!r} is not allowed: use letters, digits, '_', '.' or 'µ'")
     if name.startswith("__") and name.endswith("__"):
         # Dunder names collide with object internals downstream (JSON viewers, JS objects).
         raise MetricParseError(f"metric name {name!r} is reserved: choose another name")

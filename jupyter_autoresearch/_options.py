@@ -101,61 +101,102 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, notebook: bool) -> Non
     S = argparse.SUPPRESS
     goal = parser.add_argument_group("objective")
     direction = goal.add_mutually_exclusive_group()
-    direction.add_argument("--maximize", metavar="METRIC", default=S,
-                           help="primary metric, higher is better")
-    direction.add_argument("--minimize", metavar="METRIC", default=S,
-                           help="primary metric, lower is better")
-    goal.add_argument("--constraint", metavar="EXPR", action="append", default=S,
-                      help="a rule every kept run must meet, e.g. 'spend_millions <= 30' (repeatable)")
-    goal.add_argument("--off-limits", metavar="GLOB", action="append", default=S,
-                      help="files candidates must not change (repeatable; default: the data "
-                      "files the baseline reads)")
+    direction.add_argument("--maximize", metavar="METRIC", default=S, help="primary metric, higher is better")
+    direction.add_argument("--minimize", metavar="METRIC", default=S, help="primary metric, lower is better")
+    goal.add_argument(
+        "--constraint",
+        metavar="EXPR",
+        action="append",
+        default=S,
+        help="a rule every kept run must meet, e.g. 'spend_millions <= 30' (repeatable)",
+    )
+    goal.add_argument(
+        "--off-limits",
+        metavar="GLOB",
+        action="append",
+        default=S,
+        help="files candidates must not change (repeatable; default: the data files the baseline reads)",
+    )
     goal.add_argument("--objective", metavar="TEXT", default=S, help="the task in prose, for the model")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default=S,
-                       help="litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) "
-                       "or replay:PATH; default $AUTORESEARCH_MODEL")
-    model.add_argument("--api-base", metavar="URL", default=S,
-                       help="an OpenAI-compatible server; default $AUTORESEARCH_API_BASE")
+    model.add_argument(
+        "--model",
+        default=S,
+        help="litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) "
+        "or replay:PATH; default $AUTORESEARCH_MODEL",
+    )
+    model.add_argument(
+        "--api-base", metavar="URL", default=S, help="an OpenAI-compatible server; default $AUTORESEARCH_API_BASE"
+    )
     stop = parser.add_argument_group("stop rules and decisions")
-    stop.add_argument("--max-iterations", type=_positive_int, metavar="N", default=S,
-                      help="runs after the baseline (default 20)")
-    stop.add_argument("--plateau", type=_positive_int, metavar="K", default=S,
-                      help="stop after K runs in a row without improvement")
-    stop.add_argument("--max-cost", type=_float, metavar="USD", default=S,
-                      help="stop once the model calls cost this many dollars")
+    stop.add_argument(
+        "--max-iterations", type=_positive_int, metavar="N", default=S, help="runs after the baseline (default 20)"
+    )
+    stop.add_argument(
+        "--plateau", type=_positive_int, metavar="K", default=S, help="stop after K runs in a row without improvement"
+    )
+    stop.add_argument(
+        "--max-cost", type=_float, metavar="USD", default=S, help="stop once the model calls cost this many dollars"
+    )
     stop.add_argument("--max-time", metavar="DURATION", default=S, help="stop after e.g. 30m or 2h")
-    stop.add_argument("--min-improvement", metavar="X", default=S,
-                      help="a run must beat the best by more than X (absolute, or 1%% relative)")
-    stop.add_argument("--repeats", type=_positive_int, metavar="N", default=S,
-                      help="evaluate each candidate N times and use the median")
-    stop.add_argument("--parallel", type=_positive_int, metavar="N", default=S,
-                      help="proposals evaluated at a time")
+    stop.add_argument(
+        "--min-improvement",
+        metavar="X",
+        default=S,
+        help="a run must beat the best by more than X (absolute, or 1%% relative)",
+    )
+    stop.add_argument(
+        "--repeats",
+        type=_positive_int,
+        metavar="N",
+        default=S,
+        help="evaluate each candidate N times and use the median",
+    )
+    stop.add_argument("--parallel", type=_positive_int, metavar="N", default=S, help="proposals evaluated at a time")
     sandbox = parser.add_argument_group("evaluation")
-    sandbox.add_argument("--timeout", type=_float, metavar="SECONDS", default=S,
-                         help="per evaluation (default 600)")
-    sandbox.add_argument("--memory-limit", type=_positive_int, metavar="MB", default=S,
-                         help="memory a candidate may add (default 4096)")
-    sandbox.add_argument("--setup-cells", metavar="LIST", default=S,
-                         help="notebook cells run once before every candidate: 'above' (the "
-                         "cells above the benchmark), 'none', or numbers like '1,3'")
+    sandbox.add_argument("--timeout", type=_float, metavar="SECONDS", default=S, help="per evaluation (default 600)")
+    sandbox.add_argument(
+        "--memory-limit", type=_positive_int, metavar="MB", default=S, help="memory a candidate may add (default 4096)"
+    )
+    sandbox.add_argument(
+        "--setup-cells",
+        metavar="LIST",
+        default=S,
+        help="notebook cells run once before every candidate: 'above' (the "
+        "cells above the benchmark), 'none', or numbers like '1,3'",
+    )
     out = parser.add_argument_group("session and output")
-    out.add_argument("--session", metavar="NAME", default=S,
-                     help="session name (default: the file's or notebook's name); "
-                     "the same name resumes it")
-    out.add_argument("--insert", choices=INSERT_MODES, default=S,
-                     help="which accepted variants come back as notebook cells (default accepted)")
+    out.add_argument(
+        "--session",
+        metavar="NAME",
+        default=S,
+        help="session name (default: the file's or notebook's name); the same name resumes it",
+    )
+    out.add_argument(
+        "--insert",
+        choices=INSERT_MODES,
+        default=S,
+        help="which accepted variants come back as notebook cells (default accepted)",
+    )
     if notebook:
-        out.add_argument("--wait", action="store_true", default=S,
-                         help="block until the loop ends (for nbclient, papermill, CI)")
+        out.add_argument(
+            "--wait", action="store_true", default=S, help="block until the loop ends (for nbclient, papermill, CI)"
+        )
     else:
-        out.add_argument("--cell", type=_positive_int, metavar="N", default=S,
-                         help="benchmark = the N-th code cell instead of the %%%%autoresearch cell")
-        out.add_argument("--output", metavar="PATH", default=S,
-                         help="notebook copy that receives the accepted cells "
-                         "(default NAME.autoresearch.ipynb)")
-        out.add_argument("--json", action="store_true", default=S,
-                         help="print a summary object on stdout at the end")
+        out.add_argument(
+            "--cell",
+            type=_positive_int,
+            metavar="N",
+            default=S,
+            help="benchmark = the N-th code cell instead of the %%%%autoresearch cell",
+        )
+        out.add_argument(
+            "--output",
+            metavar="PATH",
+            default=S,
+            help="notebook copy that receives the accepted cells (default NAME.autoresearch.ipynb)",
+        )
+        out.add_argument("--json", action="store_true", default=S, help="print a summary object on stdout at the end")
 
 
 def options_from_namespace(values: Mapping[str, Any]) -> RunOptions:

@@ -113,20 +113,33 @@ class Panel:
         self.chart = w.Image(format="png", layout=w.Layout(max_width="720px"))
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.pause_button = w.Button(description="Pause", icon="pause")
-        self.max_iterations = w.BoundedIntText(value=session.limits.max_iterations or 0, min=0, max=100_000,
-                                               description="Max iter.", layout=w.Layout(width="170px"))
-        self.steer_text = w.Text(placeholder="A note for the next prompt, e.g. 'try an exact solver'",
-                                 layout=w.Layout(width="420px"))
+        self.max_iterations = w.BoundedIntText(
+            value=session.limits.max_iterations or 0,
+            min=0,
+            max=100_000,
+            description="Max iter.",
+            layout=w.Layout(width="170px"),
+        )
+        self.steer_text = w.Text(
+            placeholder="A note for the next prompt, e.g. 'try an exact solver'", layout=w.Layout(width="420px")
+        )
         self.steer_button = w.Button(description="Steer", icon="comment")
         self.message = w.HTML()
         self.rows = w.VBox()
         self.add_row = w.Button(description="Add constraint", icon="plus")
         self.apply = w.Button(description="Apply constraints", icon="check", button_style="primary")
         self.constraint_error = w.HTML()
-        self.export_target = w.Dropdown(options=[("Insert best below", "cell"), ("Replace benchmark cell", "replace"),
-                                                 ("Save as .py", "file"), ("New notebook", "notebook"),
-                                                 ("Git branch", "branch"), ("Copy best code", "copy")],
-                                        layout=w.Layout(width="200px"))
+        self.export_target = w.Dropdown(
+            options=[
+                ("Insert best below", "cell"),
+                ("Replace benchmark cell", "replace"),
+                ("Save as .py", "file"),
+                ("New notebook", "notebook"),
+                ("Git branch", "branch"),
+                ("Copy best code", "copy"),
+            ],
+            layout=w.Layout(width="200px"),
+        )
         self.export_arg = w.Text(placeholder="path or branch name", layout=w.Layout(width="240px"))
         self.export_button = w.Button(description="Export", icon="download")
         self.export_message = w.HTML()
@@ -147,25 +160,35 @@ class Panel:
 
         self._reasoning_throttle = _Throttle(self._flush_reasoning, 1 / REDRAWS_PER_SECOND)
         self._header_throttle = _Throttle(self._draw_header, 1 / REDRAWS_PER_SECOND)
-        tabs = w.Tab(children=[
-            w.VBox([self.history, w.HBox([self.older, self.newer, self.page_label])]),
-            w.VBox([self.run_picker, self.run_detail]),
-            self.chart,
-            w.VBox([self.rows, w.HBox([self.add_row, self.apply]), self.constraint_error]),
-            w.VBox([w.HBox([self.export_target, self.export_arg, self.export_button]), self.export_message,
-                    self.copy_box]),
-        ])
+        tabs = w.Tab(
+            children=[
+                w.VBox([self.history, w.HBox([self.older, self.newer, self.page_label])]),
+                w.VBox([self.run_picker, self.run_detail]),
+                self.chart,
+                w.VBox([self.rows, w.HBox([self.add_row, self.apply]), self.constraint_error]),
+                w.VBox(
+                    [
+                        w.HBox([self.export_target, self.export_arg, self.export_button]),
+                        self.export_message,
+                        self.copy_box,
+                    ]
+                ),
+            ]
+        )
         for index, title in enumerate(["History", "Run detail", "Chart", "Constraints", "Export"]):
             tabs.set_title(index, title)
-        self.widget = w.VBox([
-            self.header,
-            w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
-            w.HBox([self.steer_text, self.steer_button]),
-            self.message,
-            w.HTML("<b>Reasoning</b>"),
-            self.reasoning,
-            tabs,
-        ], layout=w.Layout(border="1px solid #ddd", padding="6px"))
+        self.widget = w.VBox(
+            [
+                self.header,
+                w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
+                w.HBox([self.steer_text, self.steer_button]),
+                self.message,
+                w.HTML("<b>Reasoning</b>"),
+                self.reasoning,
+                tabs,
+            ],
+            layout=w.Layout(border="1px solid #ddd", padding="6px"),
+        )
         self.widget.add_class("jupyter-autoresearch-panel")
         self.tabs = tabs
         self.refresh()
@@ -197,8 +220,10 @@ class Panel:
             self.phase = ""
             self._draw_runs()
         elif isinstance(event, ConstraintsChanged):
-            self.message.value = (f"<span style='color:#ef6c00'>Segment {event.segment}: constraints now "
-                                  f"{escape(', '.join(event.constraints) or 'none')}</span>")
+            self.message.value = (
+                f"<span style='color:#ef6c00'>Segment {event.segment}: constraints now "
+                f"{escape(', '.join(event.constraints) or 'none')}</span>"
+            )
             self._draw_runs()
         elif isinstance(event, StateChanged):
             self.state = event.state
@@ -251,14 +276,21 @@ class Panel:
             state += f", run {self.current_run}: {self.phase}"
         confidence = best.confidence if best is not None else None
         items = [
-            ("session", s.name), ("model", s.proposer.model if s.proposer else "-"),
-            ("iteration", iteration), (f"baseline {metric}", f"{baseline:.8g}" if baseline is not None else "-"),
-            ("best", best_text), ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
-            ("tokens", f"{self.tokens:,}"), ("cost", f"${self.cost:.4f}" if self.cost_known else "unknown price"), ("elapsed", f"{elapsed:.0f}s"),
+            ("session", s.name),
+            ("model", s.proposer.model if s.proposer else "-"),
+            ("iteration", iteration),
+            (f"baseline {metric}", f"{baseline:.8g}" if baseline is not None else "-"),
+            ("best", best_text),
+            ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
+            ("tokens", f"{self.tokens:,}"),
+            ("cost", f"${self.cost:.4f}" if self.cost_known else "unknown price"),
+            ("elapsed", f"{elapsed:.0f}s"),
             ("state", state),
         ]
-        cells = "".join(f"<span style='margin-right:14px'><span style='color:#757575'>{escape(k)}</span> "
-                        f"<b>{escape(v)}</b></span>" for k, v in items)
+        cells = "".join(
+            f"<span style='margin-right:14px'><span style='color:#757575'>{escape(k)}</span> <b>{escape(v)}</b></span>"
+            for k, v in items
+        )
         self.header.value = f"<div style='line-height:1.8'>{cells}</div>"
 
     def _draw_runs(self) -> None:
@@ -267,15 +299,17 @@ class Panel:
         pages = max(1, -(-len(runs) // PAGE))
         self.page = min(self.page, pages - 1)
         end = len(runs) - self.page * PAGE
-        shown = list(reversed(runs[max(0, end - PAGE):end]))  # newest first
+        shown = list(reversed(runs[max(0, end - PAGE) : end]))  # newest first
         metric = s.task.metric
         columns = [n for n in dict.fromkeys(k for r in runs[-50:] for k in r.metrics) if n != metric][:5]
         self.history.value = history_html(shown, metric, s.best_run, columns=columns)
         self.page_label.value = f"page {self.page + 1} of {pages} ({len(runs)} runs)"
         self.older.disabled = self.page >= pages - 1
         self.newer.disabled = self.page == 0
-        options = [(f"#{r.run} {r.status} {'' if r.metric is None else f'{r.metric:.8g}'}", r.run)
-                   for r in reversed(runs[-200:])]
+        options = [
+            (f"#{r.run} {r.status} {'' if r.metric is None else f'{r.metric:.8g}'}", r.run)
+            for r in reversed(runs[-200:])
+        ]
         if [o[1] for o in self.run_picker.options] != [o[1] for o in options]:
             selected = self.run_picker.value
             self.run_picker.options = options
@@ -298,8 +332,9 @@ class Panel:
         parent = runs.get(record.parent) if record.parent is not None else None
         title = f"run {record.run} against run {parent.run}" if parent else f"run {record.run}"
         hypothesis = f"<div><i>{escape(record.hypothesis)}</i></div>" if record.hypothesis else ""
-        self.run_detail.value = (hypothesis + code_diff_html(parent.code if parent else "", record.code, title=title)
-                                 + output_html(record))
+        self.run_detail.value = (
+            hypothesis + code_diff_html(parent.code if parent else "", record.code, title=title) + output_html(record)
+        )
 
     # -- controls ----------------------------------------------------------------------
     def _control(self, action: Callable[[], Any]) -> None:
@@ -326,14 +361,19 @@ class Panel:
         self.message.value = f"Note for the next prompt: <i>{escape(' '.join(note.split()))}</i>"
 
     def _add_row(self, expression: str, op: str, bound: str) -> None:
-        row = w.HBox([
-            w.Text(value=expression, placeholder="metric expression, e.g. cs_contacts / users",
-                   layout=w.Layout(width="300px")),
-            w.Dropdown(options=list(OPERATORS), value=op, layout=w.Layout(width="70px")),
-            w.Text(value=bound, placeholder="bound", layout=w.Layout(width="110px")),
-            w.Button(icon="trash", tooltip="Remove this constraint", layout=w.Layout(width="40px")),
-            w.HTML(),
-        ])
+        row = w.HBox(
+            [
+                w.Text(
+                    value=expression,
+                    placeholder="metric expression, e.g. cs_contacts / users",
+                    layout=w.Layout(width="300px"),
+                ),
+                w.Dropdown(options=list(OPERATORS), value=op, layout=w.Layout(width="70px")),
+                w.Text(value=bound, placeholder="bound", layout=w.Layout(width="110px")),
+                w.Button(icon="trash", tooltip="Remove this constraint", layout=w.Layout(width="40px")),
+                w.HTML(),
+            ]
+        )
         row.children[3].on_click(lambda _: self._remove_row(row))
         self.rows.children = (*self.rows.children, row)
 
@@ -366,16 +406,18 @@ class Panel:
     def _apply_constraints(self) -> None:
         texts, problems = self.constraint_texts()
         if problems:
-            self.constraint_error.value = (f"<span style='color:#c62828'>Not applied: "
-                                           f"{escape('; '.join(problems))}</span>")
+            self.constraint_error.value = (
+                f"<span style='color:#c62828'>Not applied: {escape('; '.join(problems))}</span>"
+            )
             return
         try:
             applied = self.session.set_constraints(texts)
         except AutoresearchError as err:
             self.constraint_error.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
             return
-        self.constraint_error.value = (f"Applied: {escape(', '.join(applied) or 'no constraints')}; a new "
-                                       "segment starts at the next iteration.")
+        self.constraint_error.value = (
+            f"Applied: {escape(', '.join(applied) or 'no constraints')}; a new segment starts at the next iteration."
+        )
 
     def _export(self) -> None:
         target = self.export_target.value

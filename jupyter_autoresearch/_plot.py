@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._records import FAILED, RunRecord
 
@@ -13,15 +13,16 @@ if TYPE_CHECKING:
 
 __all__ = ["draw_metric", "figure_png", "metric_figure"]
 
-_STYLE = {
+_STYLE: dict[str, dict[str, Any]] = {
     "keep": {"color": "#2e7d32", "marker": "o", "s": 46, "label": "kept"},
     "discard": {"color": "#9e9e9e", "marker": "o", "s": 22, "label": "discarded"},
     "infeasible": {"color": "#ef6c00", "marker": "D", "s": 26, "label": "infeasible"},
 }
 
 
-def metric_figure(runs: Sequence[RunRecord], metric: str | None, direction: str = "higher",
-                  *, width: float = 7.0, height: float = 3.0) -> Figure:
+def metric_figure(
+    runs: Sequence[RunRecord], metric: str | None, direction: str = "higher", *, width: float = 7.0, height: float = 3.0
+) -> Figure:
     """A standalone figure (no pyplot), for the panel."""
     from matplotlib.figure import Figure
 
@@ -37,12 +38,20 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
     for status, style in _STYLE.items():
         chosen = [r for r in measured if r.status == status]
         if chosen:
-            axes.scatter([r.run for r in chosen], [r.metric for r in chosen], zorder=3, **style)
+            axes.scatter([r.run for r in chosen], [r.metric or 0.0 for r in chosen], zorder=3, **style)
     failed = [r for r in runs if r.status in FAILED or r.metric is None]
     if failed:
         # No metric to plot: mark them along the bottom edge so they stay visible.
-        axes.scatter([r.run for r in failed], [0] * len(failed), marker="x", color="#c62828", zorder=3,
-                     label="failed", transform=axes.get_xaxis_transform(), clip_on=False)
+        axes.scatter(
+            [r.run for r in failed],
+            [0] * len(failed),
+            marker="x",
+            color="#c62828",
+            zorder=3,
+            label="failed",
+            transform=axes.get_xaxis_transform(),
+            clip_on=False,
+        )
     for segment in sorted({r.segment for r in runs}):
         xs, ys, best = [], [], None
         for r in runs:
@@ -55,19 +64,34 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
                 xs.append(r.run)
                 ys.append(best)
         if xs:
-            axes.step(xs, ys, where="post", color="#2e7d32", alpha=0.6, linewidth=1.5,
-                      label="best so far" if segment == min(r.segment for r in runs) else None)
+            axes.step(
+                xs,
+                ys,
+                where="post",
+                color="#2e7d32",
+                alpha=0.6,
+                linewidth=1.5,
+                label="best so far" if segment == min(r.segment for r in runs) else None,
+            )
         starts = [r.run for r in runs if r.segment == segment]
         if segment > 0 and starts:
             axes.axvline(starts[0] - 0.5, color="#607d8b", linestyle="--", linewidth=1)
-            axes.annotate(f"segment {segment}", (starts[0] - 0.4, 1), xycoords=("data", "axes fraction"),
-                          va="top", fontsize=8, color="#607d8b")
+            axes.annotate(
+                f"segment {segment}",
+                (starts[0] - 0.4, 1),
+                xycoords=("data", "axes fraction"),
+                va="top",
+                fontsize=8,
+                color="#607d8b",
+            )
     axes.set_xlabel("run")
     axes.set_ylabel(metric or "metric")
     axes.grid(alpha=0.3)
     if runs:
         axes.legend(fontsize=8, loc="best")
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return axes
 
 

@@ -66,8 +66,10 @@ def run_table(history: Sequence[RunRecord], metric: str | None, rows: int = _TAB
     lines = []
     if len(history) > rows:
         lines.append(f"({len(history) - rows} earlier runs not shown)")
-    lines += ["| run | seg | status | " + (metric or "metric") + " | other metrics | hypothesis / error |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "| run | seg | status | " + (metric or "metric") + " | other metrics | hypothesis / error |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in shown:
         others = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items() if k != metric)
         note = r.hypothesis or r.description
@@ -110,12 +112,12 @@ def proposal_request(context: ProposalContext) -> str:
     crashes = [r for r in segment_runs if r.status in ("crash", "timeout")]
     if crashes and (crashes[-1].stderr_tail or crashes[-1].error):
         last = crashes[-1]
-        parts.append(
-            f"## Last crash (run {last.run})\n{last.error or ''}\n```\n"
-            f"{_tail(last.stderr_tail)}\n```"
-        )
-    reasons = [f"- run {r.run} ({r.status}): {r.error}" for r in segment_runs[-8:]
-               if r.status in ("discard", "infeasible", "violation", "invalid") and r.error]
+        parts.append(f"## Last crash (run {last.run})\n{last.error or ''}\n```\n{_tail(last.stderr_tail)}\n```")
+    reasons = [
+        f"- run {r.run} ({r.status}): {r.error}"
+        for r in segment_runs[-8:]
+        if r.status in ("discard", "infeasible", "violation", "invalid") and r.error
+    ]
     if reasons:
         parts.append("## Why recent runs were not kept\n" + "\n".join(reasons))
     invalid = [r for r in history[-3:] if r.status == "invalid" and r.asi.get("answer")]
@@ -128,8 +130,7 @@ def proposal_request(context: ProposalContext) -> str:
     if context.ideas:
         parts.append("## Ideas backlog\n" + "\n".join(f"- {i}" for i in context.ideas[-20:]))
     if context.notes:
-        parts.append("## Notes from the analyst (follow them)\n"
-                     + "\n".join(f"- {n}" for n in context.notes))
+        parts.append("## Notes from the analyst (follow them)\n" + "\n".join(f"- {n}" for n in context.notes))
     best = context.best
     parts.append(
         f"## Current best cell (run {best.run}, {task.metric} = {_fmt(best.metric)})\n"
@@ -191,7 +192,8 @@ def parse_task_draft(text: str, metrics: Mapping[str, float]) -> TaskDraft:
     objective = re.search(r"^\W*objective\W*:\s*(.+)$", text, re.I | re.M)
     secondary_line = re.search(r"^\W*secondary\W*:\s*(.+)$", text, re.I | re.M)
     secondary = tuple(
-        name for name in re.split(r"[,\s`]+", secondary_line.group(1) if secondary_line else "")
+        name
+        for name in re.split(r"[,\s`]+", secondary_line.group(1) if secondary_line else "")
         if name in metrics and name != primary.group(1)
     )
     constraints: list[str] = []
@@ -216,5 +218,4 @@ def _section(text: str, title: str) -> list[str]:
     match = re.search(rf"^\W*{title}\W*:\s*\n((?:\s*[-*].*\n?)*)", text, re.I | re.M)
     if not match:
         return []
-    return [line.strip().lstrip("-*").strip().strip("`") for line in match.group(1).splitlines()
-            if line.strip()]
+    return [line.strip().lstrip("-*").strip().strip("`") for line in match.group(1).splitlines() if line.strip()]

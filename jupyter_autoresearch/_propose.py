@@ -195,4 +195,3 @@ class ReplayProposer(Proposer):
 
 def _answer_text(hypothesis: str, code: str) -> str:
     return f"Hypothesis: {hypothesis}\n```python\n{code.rstrip()}\n```\n"
-

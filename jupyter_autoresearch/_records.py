@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["FAILED", "RunRecord", "STATUSES", "SegmentConfig", "Status", "code_id"]
+__all__ = ["FAILED", "STATUSES", "RunRecord", "SegmentConfig", "Status", "code_id"]
 
 Status = Literal["keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation"]
-STATUSES: tuple[Status, ...] = (
-    "keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation"
-)
+STATUSES: tuple[Status, ...] = ("keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation")
 #: Statuses where the candidate did not produce a usable measurement.
 FAILED: frozenset[str] = frozenset({"crash", "timeout", "invalid", "violation"})
 
@@ -119,8 +117,11 @@ class RunRecord:
         pi-autoresearch keeps the primary metric out of ``metrics``; it is merged back
         under ``metric_name`` so both kinds of log read the same.
         """
-        metrics = {str(k): float(v) for k, v in (data.get("metrics") or {}).items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics = {
+            str(k): float(v)
+            for k, v in (data.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         metric = data.get("metric")
         metric = float(metric) if isinstance(metric, (int, float)) else None
         if metric is not None and metric_name and metric_name not in metrics:

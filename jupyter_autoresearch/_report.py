@@ -23,8 +23,13 @@ from ._task import TaskSpec
 __all__ = ["ProgressPrinter", "history_table"]
 
 _COLOURS = {
-    "keep": "32", "discard": "33", "infeasible": "35", "crash": "31", "timeout": "31",
-    "invalid": "31", "violation": "31",
+    "keep": "32",
+    "discard": "33",
+    "infeasible": "35",
+    "crash": "31",
+    "timeout": "31",
+    "invalid": "31",
+    "violation": "31",
 }
 
 
@@ -90,8 +95,10 @@ class ProgressPrinter:
         if isinstance(event, SessionStarted):
             self.task = event.task
             what = "resuming" if event.resumed else "starting"
-            self._print(f"autoresearch: {what} session {event.session} with {event.model}"
-                        + (f" ({event.runs} runs so far)" if event.resumed else ""))
+            self._print(
+                f"autoresearch: {what} session {event.session} with {event.model}"
+                + (f" ({event.runs} runs so far)" if event.resumed else "")
+            )
             if event.task.metric:
                 self._print(f"  objective: {_goal(event.task)}")
         elif isinstance(event, TaskInferred):
@@ -100,8 +107,7 @@ class ProgressPrinter:
             if event.task.objective:
                 self._print(f"  ({_short(event.task.objective, 100)})")
         elif isinstance(event, ConstraintsChanged):
-            self._print(f"  -- segment {event.segment}: constraints now "
-                        f"{', '.join(event.constraints) or 'none'}")
+            self._print(f"  -- segment {event.segment}: constraints now {', '.join(event.constraints) or 'none'}")
             if event.now_infeasible:
                 self._print(f"     kept runs now infeasible: {', '.join(map(str, event.now_infeasible))}")
         elif isinstance(event, ProposalReady) and (event.hypothesis or event.problem):
@@ -122,8 +128,10 @@ class ProgressPrinter:
         metric = self.task.metric if self.task else "metric"
         label = "baseline" if r.asi.get("baseline") else ""
         best = event.best
-        line = (f"  #{r.run:<3} {self._paint(r.status)} {metric}={_fmt(r.metric):<12}"
-                f" {change(r.metric, self.baseline):<22} best {_fmt(best.metric if best else None)}")
+        line = (
+            f"  #{r.run:<3} {self._paint(r.status)} {metric}={_fmt(r.metric):<12}"
+            f" {change(r.metric, self.baseline):<22} best {_fmt(best.metric if best else None)}"
+        )
         if label:
             line += f"  ({'baseline' if r.parent is None else 'segment baseline'})"
         self._print(line)

@@ -52,9 +52,7 @@ __all__ = ["STOP_REASONS", "Session"]
 log = logging.getLogger("jupyter_autoresearch")
 
 #: Why a loop can end.
-STOP_REASONS = (
-    "max-iterations", "plateau", "done", "max-cost", "max-time", "user", "interrupted", "error"
-)
+STOP_REASONS = ("max-iterations", "plateau", "done", "max-cost", "max-time", "user", "interrupted", "error")
 _TAIL = 4000
 
 
@@ -160,13 +158,21 @@ class Session:
         rows = []
         for r in self.runs:
             row: dict[str, Any] = {
-                "run": r.run, "segment": r.segment, "status": r.status, "metric": r.metric,
+                "run": r.run,
+                "segment": r.segment,
+                "status": r.status,
+                "metric": r.metric,
             }
             row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
             row.update(
-                hypothesis=r.hypothesis or r.description, parent=r.parent, error=r.error,
-                duration_s=r.duration_s, tokens=r.tokens, cost_usd=r.cost_usd,
-                confidence=r.confidence, code=r.code,
+                hypothesis=r.hypothesis or r.description,
+                parent=r.parent,
+                error=r.error,
+                duration_s=r.duration_s,
+                tokens=r.tokens,
+                cost_usd=r.cost_usd,
+                confidence=r.confidence,
+                code=r.code,
             )
             rows.append(row)
         return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
@@ -217,7 +223,9 @@ class Session:
             if record is None:
                 return None
             data: dict[str, Any] = {
-                "run": record.run, "metric": record.metric, "metrics": dict(record.metrics),
+                "run": record.run,
+                "metric": record.metric,
+                "metrics": dict(record.metrics),
             }
             if code:
                 data["code"] = record.code
@@ -251,7 +259,7 @@ class Session:
         for subscriber in subscribers:
             try:
                 subscriber(event)
-            except Exception:  # noqa: BLE001 - a broken subscriber never breaks the loop
+            except Exception:
                 log.exception("event subscriber %r failed on %s", subscriber, type(event).__name__)
 
     # -- controls (any thread) -------------------------------------------------------
@@ -321,8 +329,7 @@ class Session:
         """Run the loop in a background thread (the notebook's way); returns the thread."""
         if self._thread is not None and self._thread.is_alive():
             raise OptionsError(f"session {self.name} is already running")
-        self._thread = threading.Thread(target=self._run_quietly, name=f"autoresearch-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run_quietly, name=f"autoresearch-{self.name}", daemon=True)
         self._thread.start()
         return self._thread
 
@@ -336,7 +343,7 @@ class Session:
             self.run()
         except AutoresearchError as err:
             self.error = err  # already reported through the Stopped event
-        except Exception as err:  # noqa: BLE001 - a thread has nobody to raise to
+        except Exception as err:
             log.exception("autoresearch session %s failed", self.name)
             self.error = AutoresearchError(f"{type(err).__name__}: {err}")
 
@@ -364,8 +371,7 @@ class Session:
             with self._lock:
                 self._runs, self._configs = list(history.runs), list(history.configs)
                 self.notes = [n for r in self._runs for n in r.asi.get("notes", ())] or self.notes
-            self._emit(SessionStarted(self.name, self.task, self.proposer.model, bool(self._runs),
-                                      len(self._runs)))
+            self._emit(SessionStarted(self.name, self.task, self.proposer.model, bool(self._runs), len(self._runs)))
             self.evaluator.start(self.setup)
             if self._runs:
                 self._resume()
@@ -438,8 +444,11 @@ class Session:
             self._check_stop()
             for offset, outcome in enumerate(outcomes):
                 results[offset].append(outcome)
-                self._emit(EvaluationDone(self.name, run + offset, repeat, outcome.kind,
-                                          dict(outcome.metrics), outcome.duration_s))
+                self._emit(
+                    EvaluationDone(
+                        self.name, run + offset, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s
+                    )
+                )
             if all(o.kind != "ok" for o in outcomes):
                 break  # every candidate failed: repeating cannot change that
         return results
@@ -460,7 +469,7 @@ class Session:
             raise BaselineError(
                 f"the baseline printed no METRIC {self.task.metric} (it printed {printed}"
                 f"{'; ' + problems if problems else ''}); print it with "
-                f"print(f\"METRIC {self.task.metric}={{value}}\") or jupyter_autoresearch.metric()",
+                f'print(f"METRIC {self.task.metric}={{value}}") or jupyter_autoresearch.metric()',
                 status="invalid",
                 stderr_tail=outcomes[0].stderr_tail,
             )
@@ -474,30 +483,43 @@ class Session:
         self._write_config(0)
         verdict = judge(self.task, outcomes, None)
         status = "keep" if verdict.status == "keep" else verdict.status
-        record = self._record(1, 0, verdict, outcomes, code=self.code, parent=None,
-                              hypothesis="Baseline: the cell as written.", baseline=True,
-                              status=status)
+        record = self._record(
+            1,
+            0,
+            verdict,
+            outcomes,
+            code=self.code,
+            parent=None,
+            hypothesis="Baseline: the cell as written.",
+            baseline=True,
+            status=status,
+        )
         self._emit(BaselineDone(self.name, record))
         self._emit(Decision(self.name, record, self.best_run))
 
     def _infer_task(self, metrics: dict[str, float] | Any) -> None:
         assert self.proposer is not None and self.setup is not None
-        files = sorted(str(p.relative_to(self.setup.folder)) for p in self.setup.folder.iterdir()
-                       if p.is_file() and not p.name.startswith("."))[:50]
+        files = sorted(
+            str(p.relative_to(self.setup.folder))
+            for p in self.setup.folder.iterdir()
+            if p.is_file() and not p.name.startswith(".")
+        )[:50]
         answer = self.proposer.complete(
-            INFERENCE_SYSTEM, inference_request(self.code, metrics, files),
+            INFERENCE_SYSTEM,
+            inference_request(self.code, metrics, files),
             lambda text: self._emit(ReasoningDelta(self.name, 0, text)),
         )
         self.spent_usd += answer.cost_usd or 0.0
         draft = parse_task_draft(answer.text, metrics)
         constraints = self.task.constraint_texts or draft.constraints
-        off_limits = self.task.off_limits or tuple(
-            p for p in draft.off_limits if (self.setup.folder / p).exists()
-        )
+        off_limits = self.task.off_limits or tuple(p for p in draft.off_limits if (self.setup.folder / p).exists())
         self.task = replace(
-            self.task.with_constraints(constraints), metric=draft.metric,
-            direction=draft.direction, objective=self.task.objective or draft.objective,
-            secondary=draft.secondary, off_limits=off_limits,
+            self.task.with_constraints(constraints),
+            metric=draft.metric,
+            direction=draft.direction,
+            objective=self.task.objective or draft.objective,
+            secondary=draft.secondary,
+            off_limits=off_limits,
         )
         if off_limits != self.setup.off_limits:
             assert self.evaluator is not None
@@ -511,7 +533,9 @@ class Session:
             return
         if self.task.metric is None:
             self.task = replace(
-                self.task, metric=config.metric_name, direction=config.direction,  # type: ignore[arg-type]
+                self.task,
+                metric=config.metric_name,
+                direction=config.direction,  # type: ignore[arg-type]
                 objective=self.task.objective or config.objective,
                 secondary=self.task.secondary or config.secondary,
                 off_limits=self.task.off_limits or config.off_limits,
@@ -540,7 +564,8 @@ class Session:
         self.task = self.task.with_constraints(list(constraints))
         self._write_config(segment)
         now_infeasible = tuple(
-            r.run for r in self.runs
+            r.run
+            for r in self.runs
             if r.kept and not r.is_baseline and any(c.violation(r.metrics) for c in self.task.constraints)
         )
         self._emit(ConstraintsChanged(self.name, self.task.constraint_texts, segment, now_infeasible))
@@ -548,18 +573,30 @@ class Session:
         outcomes = self._evaluate(run, [parent.code])[0]
         verdict = judge(self.task, outcomes, None)
         record = self._record(
-            run, segment, verdict, outcomes, code=parent.code, parent=parent.run,
-            hypothesis=f"Run {parent.run} re-evaluated under the new constraints.", baseline=True,
+            run,
+            segment,
+            verdict,
+            outcomes,
+            code=parent.code,
+            parent=parent.run,
+            hypothesis=f"Run {parent.run} re-evaluated under the new constraints.",
+            baseline=True,
         )
         self._emit(Decision(self.name, record, self.best_run))
 
     def _write_config(self, segment: int) -> None:
         assert self._journal is not None and self.task.metric is not None
         config = SegmentConfig(
-            name=self.task.title, metric_name=self.task.metric, direction=self.task.direction,
-            unit=self.task.unit, constraints=self.task.constraint_texts,
-            off_limits=self.task.off_limits, objective=self.task.objective,
-            secondary=self.task.secondary, segment=segment, timestamp=_now_ms(),
+            name=self.task.title,
+            metric_name=self.task.metric,
+            direction=self.task.direction,
+            unit=self.task.unit,
+            constraints=self.task.constraint_texts,
+            off_limits=self.task.off_limits,
+            objective=self.task.objective,
+            secondary=self.task.secondary,
+            segment=segment,
+            timestamp=_now_ms(),
         )
         self._journal.append_config(config)
         with self._lock:
@@ -584,8 +621,13 @@ class Session:
         with self._lock:
             notes = tuple(self.notes)
         return ProposalContext(
-            task=self.task, history=self.runs, best=parent, segment=self.segment,
-            ideas=tuple(self._journal.read_ideas()), notes=notes, document=document,
+            task=self.task,
+            history=self.runs,
+            best=parent,
+            segment=self.segment,
+            ideas=tuple(self._journal.read_ideas()),
+            notes=notes,
+            document=document,
         )
 
     def _ask(self, run: int, context: ProposalContext) -> Proposal:
@@ -597,8 +639,18 @@ class Session:
             self._emit(ReasoningDelta(self.name, run, text))
 
         proposal = self.proposer.propose(context, on_delta)
-        self._emit(ProposalReady(self.name, run, proposal.hypothesis, proposal.code,
-                                 proposal.problem, proposal.done, proposal.tokens, proposal.cost_usd))
+        self._emit(
+            ProposalReady(
+                self.name,
+                run,
+                proposal.hypothesis,
+                proposal.code,
+                proposal.problem,
+                proposal.done,
+                proposal.tokens,
+                proposal.cost_usd,
+            )
+        )
         return proposal
 
     def _iterate(self) -> str | None:
@@ -620,7 +672,7 @@ class Session:
         done = next((p.done for p in proposals if p.done), None)
         runnable = [(first + i, p) for i, p in enumerate(proposals) if p.code and not p.problem]
         outcomes = self._evaluate(runnable[0][0], [p.code for _, p in runnable]) if runnable else []
-        results = dict(zip((run for run, _ in runnable), outcomes))
+        results = dict(zip((run for run, _ in runnable), outcomes, strict=True))
         for offset, proposal in enumerate(proposals):
             run = first + offset
             if proposal.done and not proposal.code:
@@ -632,15 +684,20 @@ class Session:
             self._journal.add_ideas(ideas)
         return done if done and not runnable else None
 
-    def _decide(self, run: int, proposal: Proposal, parent: RunRecord,
-                outcomes: list[Outcome] | None) -> None:
+    def _decide(self, run: int, proposal: Proposal, parent: RunRecord, outcomes: list[Outcome] | None) -> None:
         if outcomes is None:
             verdict = Verdict("invalid", None, {}, (), proposal.problem or "the answer has no code")
         else:
             verdict = judge(self.task, outcomes, self.best_run, self.limits.min_improvement)
         record = self._record(
-            run, self.segment, verdict, outcomes or [], code=proposal.code, parent=parent.run,
-            hypothesis=proposal.hypothesis, proposal=proposal,
+            run,
+            self.segment,
+            verdict,
+            outcomes or [],
+            code=proposal.code,
+            parent=parent.run,
+            hypothesis=proposal.hypothesis,
+            proposal=proposal,
         )
         self._emit(Decision(self.name, record, self.best_run))
 
@@ -670,16 +727,27 @@ class Session:
                 asi["notes"] = list(self.notes)
         figures = self._journal.save_figures(run, last.figures) if last and last.figures else ()
         record = RunRecord(
-            run=run, segment=segment, status=status or verdict.status,  # type: ignore[arg-type]
-            metric=verdict.metric, metrics=verdict.metrics, code=code, hypothesis=hypothesis,
-            description=hypothesis, parent=parent, timestamp=_now_ms(),
+            run=run,
+            segment=segment,
+            status=status or verdict.status,  # type: ignore[arg-type]
+            metric=verdict.metric,
+            metrics=verdict.metrics,
+            code=code,
+            hypothesis=hypothesis,
+            description=hypothesis,
+            parent=parent,
+            timestamp=_now_ms(),
             duration_s=round(sum(o.duration_s for o in outcomes), 4) if outcomes else None,
             tokens=proposal.tokens if proposal else None,
             cost_usd=proposal.cost_usd if proposal else None,
-            model=proposal.model if proposal else None, error=verdict.error,
-            constraints=self.task.constraint_texts, stdout_tail=last.stdout_tail[-_TAIL:] if last else "",
-            stderr_tail=last.stderr_tail[-_TAIL:] if last else "", repeats=verdict.repeats,
-            figures=figures, asi=asi,
+            model=proposal.model if proposal else None,
+            error=verdict.error,
+            constraints=self.task.constraint_texts,
+            stdout_tail=last.stdout_tail[-_TAIL:] if last else "",
+            stderr_tail=last.stderr_tail[-_TAIL:] if last else "",
+            repeats=verdict.repeats,
+            figures=figures,
+            asi=asi,
         )
         segment_runs = [r for r in self.runs if r.segment == segment] + [record]
         record = replace(record, confidence=confidence(self.task, segment_runs))
@@ -695,4 +763,3 @@ class Session:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-

@@ -51,7 +51,7 @@ def split_magic(source: str) -> tuple[str, str] | None:
     first, _, body = stripped.partition("\n")
     if first.split(maxsplit=1)[:1] != [MAGIC]:
         return None
-    return first[len(MAGIC):].strip(), body
+    return first[len(MAGIC) :].strip(), body
 
 
 def plain_python(source: str) -> str:
@@ -105,7 +105,7 @@ def _read_notebook(file: Path) -> Any:
 
     try:
         return nbformat.read(file, as_version=4)
-    except Exception as err:  # noqa: BLE001 - nbformat raises many kinds for a bad file
+    except Exception as err:
         raise TargetError(f"{file} is not a readable notebook: {err}") from None
 
 
@@ -135,10 +135,16 @@ def _notebook_target(file: Path, notebook: Any, index: int) -> Target:
     setup = tuple(
         plain_python(c.source)
         for i, c in code_cells
-        if i < index and not split_magic(c.source) and "autoresearch" not in c.metadata
+        if i < index
+        and not split_magic(c.source)
+        and "autoresearch" not in c.metadata
         and plain_python(c.source).strip()
     )
     return Target(
-        path=file, code=code, setup_code=setup, magic_line=line, cell_index=index,
+        path=file,
+        code=code,
+        setup_code=setup,
+        magic_line=line,
+        cell_index=index,
         cell_id=benchmark.get("id"),
     )

@@ -37,9 +37,7 @@ class Threshold:
         except ValueError:
             value = math.nan
         if not math.isfinite(value) or value < 0:
-            raise OptionsError(
-                f"--min-improvement {raw!r} is not a non-negative number; write e.g. 0.01 or 1%"
-            )
+            raise OptionsError(f"--min-improvement {raw!r} is not a non-negative number; write e.g. 0.01 or 1%")
         return cls(value, percent)
 
     def amount(self, best: float) -> float:

@@ -114,7 +114,7 @@ class Worker:
         for index, code in enumerate(request.get("setup_code") or []):
             try:
                 exec(compile(code, f"<setup cell {index + 1}>", "exec"), self.namespace)
-            except BaseException as err:  # noqa: BLE001 - reported to the engine, not raised
+            except BaseException as err:
                 return {
                     "error": f"setup cell {index + 1} failed: {type(err).__name__}: {err}",
                     "traceback": traceback.format_exc(),
@@ -127,7 +127,7 @@ class Worker:
             return True
         try:
             __import__(module)
-        except BaseException:  # noqa: BLE001 - a module the cell imports may not exist
+        except BaseException:
             return False
         self.warm_modules.add(module)
         return True
@@ -290,6 +290,7 @@ def _report(child: _Child) -> dict[str, Any]:
     except (OSError, EOFError, pickle.UnpicklingError):
         pass  # killed before it could report: judged from its exit status below
     status = child.status or 0
+    error: str | None
     if child.cancelled:
         kind, error = "cancelled", "stopped by the user"
     elif child.timed_out:
@@ -371,14 +372,14 @@ def _child(
             limit = mapped + int(limit_mb) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         result = _execute(worker, request)
-    except BaseException as err:  # noqa: BLE001 - the child must always report and exit
+    except BaseException as err:
         result = {"kind": "crash", "error": f"{type(err).__name__}: {err}"}
     try:
         with open(result_path, "wb") as handle:
             pickle.dump(result, handle)
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         code = 1
     os._exit(code)
 
@@ -395,7 +396,7 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
     except SystemExit as exit_:
         if exit_.code not in (None, 0):
             kind, error = "crash", f"SystemExit: {exit_.code}"
-    except BaseException as err:  # noqa: BLE001 - the candidate's failure is the result
+    except BaseException as err:
         # Skip this frame: the traceback starts in the candidate, as in a notebook.
         tb = err.__traceback__.tb_next if err.__traceback__ else None
         traceback.print_exception(type(err), err, tb)

@@ -6,36 +6,49 @@ Exit codes: 0 the loop ended by a stop rule; 1 an error (one line on stderr);
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from ._errors import AutoresearchError, OptionsError
 
+if TYPE_CHECKING:
+    from ._cells import Insertion
+    from ._records import RunRecord
+    from ._session import Session
+
 __all__ = ["main"]
 
 
-def _parser():  # type: ignore[no-untyped-def]
+def _parser() -> argparse.ArgumentParser:
     from ._options import add_run_arguments, new_parser
 
-    parser = new_parser("jupyter-autoresearch", description=(
-        "Let a language model run experiments on a cell: it proposes a change, the harness "
-        "runs it in isolation, keeps it if the metric improved, and repeats."))
+    parser = new_parser(
+        "jupyter-autoresearch",
+        description=(
+            "Let a language model run experiments on a cell: it proposes a change, the harness "
+            "runs it in isolation, keeps it if the metric improved, and repeats."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
-        "run", help="optimise a .py file or a notebook's %%autoresearch cell",
+        "run",
+        help="optimise a .py file or a notebook's %%autoresearch cell",
         description="Run the loop on TARGET: a .py file printing METRIC lines, or a .ipynb "
         "whose benchmark cell starts with %%autoresearch (options on that line apply under "
-        "these).", allow_abbrev=False)
+        "these).",
+        allow_abbrev=False,
+    )
     run.add_argument("target", help="a .py file or a .ipynb notebook")
     add_run_arguments(run, notebook=False)
-    show = commands.add_parser("show", help="print the history of a session folder or log",
-                               allow_abbrev=False)
+    show = commands.add_parser("show", help="print the history of a session folder or log", allow_abbrev=False)
     show.add_argument("path", help="a session folder, a log.jsonl, or a pi-autoresearch log")
     show.add_argument("--json", action="store_true", help="print the runs as JSON lines")
     return parser
@@ -60,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(args) -> int:  # type: ignore[no-untyped-def]
+def _run(args: argparse.Namespace) -> int:
     from ._cells import Insertion, write_notebook_copy
     from ._factory import notebook_options, session_from_options
     from ._options import options_from_namespace
@@ -77,7 +90,7 @@ def _run(args) -> int:  # type: ignore[no-untyped-def]
         session = session_from_options(target, options)
         session.subscribe(ProgressPrinter(sys.stderr))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
-        signal.signal(signal.SIGTERM, lambda *_: session.stop())
+        signal.signal(signal.SIGTERM, lambda *_, current=session: current.stop())
         first_new = len(load_runs(session)) + 1
         session.run()
         latest[session.name] = session
@@ -88,13 +101,21 @@ def _run(args) -> int:  # type: ignore[no-untyped-def]
         if best is not None:
             kept = [f"{r.metric:.8g}" for r in session.segment_runs() if r.kept]
             print(f"\n{session.task.metric} (segment {session.segment}): {' -> '.join(kept)}", file=sys.stderr)
-            print(f"best: run {best.run}, {session.task.metric}={best.metric:.8g}; "
-                  f"code in {session.folder / 'best.py'}\n", file=sys.stderr)
+            print(
+                f"best: run {best.run}, {session.task.metric}={best.metric:.8g}; "
+                f"code in {session.folder / 'best.py'}\n",
+                file=sys.stderr,
+            )
         if target.is_notebook and target.cell_index is not None:
-            insertions.append(Insertion(
-                anchor=target.cell_index, session=session.name, metric=session.task.metric,
-                records=_to_insert(session, options.insert, first_new), infeasible={},
-            ))
+            insertions.append(
+                Insertion(
+                    anchor=target.cell_index,
+                    session=session.name,
+                    metric=session.task.metric,
+                    records=_to_insert(session, options.insert, first_new),
+                    infeasible={},
+                )
+            )
         if session.stop_reason == "interrupted":
             break
     if any(i.records for i in insertions):
@@ -110,7 +131,7 @@ def _run(args) -> int:  # type: ignore[no-untyped-def]
     return 130 if session.stop_reason == "interrupted" else 0
 
 
-def load_runs(session):  # type: ignore[no-untyped-def]
+def load_runs(session: Session) -> tuple[RunRecord, ...]:
     """The runs already logged in the session's folder (before it runs again)."""
     from ._journal import read_log
 
@@ -118,7 +139,7 @@ def load_runs(session):  # type: ignore[no-untyped-def]
     return read_log(log).runs if log.exists() else ()
 
 
-def _to_insert(session, mode: str, first_new: int):  # type: ignore[no-untyped-def]
+def _to_insert(session: Session, mode: str, first_new: int) -> list[RunRecord]:
     if mode == "none":
         return []
     fresh = [r for r in session.runs if r.run >= first_new and r.kept and not r.is_baseline]
@@ -128,7 +149,7 @@ def _to_insert(session, mode: str, first_new: int):  # type: ignore[no-untyped-d
     return fresh
 
 
-def _with_infeasible(insertion, session):  # type: ignore[no-untyped-def]
+def _with_infeasible(insertion: Insertion, session: Session) -> Insertion:
     """Variants the session's final constraints refuse are marked, not removed."""
     from dataclasses import replace
 
@@ -152,8 +173,10 @@ def _show(path: Path, *, as_json: bool) -> int:
             print(json.dumps(record.to_json()))
         return 0
     kind = "pi-autoresearch log" if session.read_only else "session"
-    print(f"{kind} {session.name}: {len(session.runs)} runs, "
-          f"{len({r.segment for r in session.runs})} segments; {session.task.title}")
+    print(
+        f"{kind} {session.name}: {len(session.runs)} runs, "
+        f"{len({r.segment for r in session.runs})} segments; {session.task.title}"
+    )
     print(history_table(session.runs, session.task.metric))
     segments = sorted({r.segment for r in session.runs})
     for segment in segments:

@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from llm_server import LLMServer  # noqa: E402
+from llm_server import LLMServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -43,15 +43,23 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_recording(path: Path, proposals: list[tuple[str, str]], *, segment_of: list[int] | None = None,
-                    metric: str = "x", direction: str = "higher") -> Path:
+def write_recording(
+    path: Path,
+    proposals: list[tuple[str, str]],
+    *,
+    segment_of: list[int] | None = None,
+    metric: str = "x",
+    direction: str = "higher",
+) -> Path:
     """A replay recording: one run line per (hypothesis, code)."""
-    lines = [json.dumps({"type": "config", "name": "test", "metricName": metric,
-                         "bestDirection": direction})]
+    lines = [json.dumps({"type": "config", "name": "test", "metricName": metric, "bestDirection": direction})]
     for index, (hypothesis, code) in enumerate(proposals):
         segment = segment_of[index] if segment_of else 0
-        lines.append(json.dumps({"run": index + 2, "segment": segment, "parent": 1, "code": code,
-                                 "asi": {"hypothesis": hypothesis}}))
+        lines.append(
+            json.dumps(
+                {"run": index + 2, "segment": segment, "parent": 1, "code": code, "asi": {"hypothesis": hypothesis}}
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -44,7 +44,7 @@ class LLMServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
                     server.requests.append(body)
@@ -53,20 +53,38 @@ class LLMServer:
                 if reply is None:
                     reply = server.default(body)
                 if reply.status != 200:
-                    self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
-                                                        "type": "server_error", "code": reply.status}})
+                    self._json(
+                        reply.status,
+                        {
+                            "error": {
+                                "message": f"scripted {reply.status}",
+                                "type": "server_error",
+                                "code": reply.status,
+                            }
+                        },
+                    )
                 elif body.get("stream"):
                     self._stream(body, reply)
                 else:
-                    self._json(200, {
-                        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                        "model": body.get("model", "test"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": reply.text}}],
-                        "usage": _usage(reply),
-                    })
+                    self._json(
+                        200,
+                        {
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion",
+                            "created": int(time.time()),
+                            "model": body.get("model", "test"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": reply.text},
+                                }
+                            ],
+                            "usage": _usage(reply),
+                        },
+                    )
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._json(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
 
             def _json(self, status: int, payload: dict[str, Any]) -> None:
@@ -83,8 +101,12 @@ class LLMServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                base = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                        "created": int(time.time()), "model": body.get("model", "test")}
+                base = {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": body.get("model", "test"),
+                }
 
                 def send(payload: dict[str, Any] | str) -> None:
                     text = payload if isinstance(payload, str) else json.dumps(payload)
@@ -94,7 +116,7 @@ class LLMServer:
                 try:
                     send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
                     for start in range(0, len(reply.text), reply.chunk):
-                        piece = reply.text[start:start + reply.chunk]
+                        piece = reply.text[start : start + reply.chunk]
                         send({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
                         if reply.delay:
                             time.sleep(reply.delay)
@@ -136,8 +158,11 @@ class LLMServer:
 
 
 def _usage(reply: Reply) -> dict[str, int]:
-    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
 
 
 def answer(hypothesis: str, code: str) -> str:

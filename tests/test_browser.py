@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,8 +24,13 @@ import pytest
 from llm_server import LLMServer, Reply, answer
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 NB = "window.jupyterapp.shell.currentWidget"
 CELLS = f"""() => {NB}.model.sharedModel.cells.map(c => ({{
@@ -65,11 +69,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     port, token = _free_port(), secrets.token_hex(16)
     log = open(root / "lab.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={root / 'settings'}",
-         f"--LabApp.workspaces_dir={root / 'workspaces'}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={root / 'settings'}",
+            f"--LabApp.workspaces_dir={root / 'workspaces'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -92,13 +110,29 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 
 
 def _notebook(path: Path, cells: list[str]) -> None:
-    path.write_text(json.dumps({
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                     "language_info": {"name": "python"}},
-        "cells": [{"cell_type": "code", "id": f"cell-{i}", "metadata": {}, "source": source, "outputs": [],
-                   "execution_count": None} for i, source in enumerate(cells)],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {
+                    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                    "language_info": {"name": "python"},
+                },
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "id": f"cell-{i}",
+                        "metadata": {},
+                        "source": source,
+                        "outputs": [],
+                        "execution_count": None,
+                    }
+                    for i, source in enumerate(cells)
+                ],
+            }
+        )
+    )
 
 
 def _candidate(k: int) -> str:
@@ -118,22 +152,30 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
 
     llm.default = reply
     baseline = "print('METRIC x=1')\nprint('METRIC cost=0.5')"
-    _notebook(root / "e2e.ipynb", [
-        "%load_ext jupyter_autoresearch",
-        f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} --session e2e --max-iterations 60\n"
-        + baseline,
-        "print('a cell of the user')",
-    ])
+    _notebook(
+        root / "e2e.ipynb",
+        [
+            "%load_ext jupyter_autoresearch",
+            f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} --session e2e --max-iterations 60\n"
+            + baseline,
+            "print('a cell of the user')",
+        ],
+    )
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url.format("e2e.ipynb"))
-        _wait(lambda: page.evaluate(f"!!({NB} && {NB}.sessionContext.session?.kernel?.status === 'idle')"),
-              120, "the kernel")
+        _wait(
+            lambda: page.evaluate(f"!!({NB} && {NB}.sessionContext.session?.kernel?.status === 'idle')"),
+            120,
+            "the kernel",
+        )
 
         def run(index: int) -> None:
-            page.evaluate(f"async () => {{ {NB}.content.activeCellIndex = {index};"
-                          "await window.jupyterapp.commands.execute('notebook:run-cell'); }")
+            page.evaluate(
+                f"async () => {{ {NB}.content.activeCellIndex = {index};"
+                "await window.jupyterapp.commands.execute('notebook:run-cell'); }"
+            )
 
         def cells() -> list[dict[str, Any]]:
             return page.evaluate(CELLS)
@@ -174,14 +216,23 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         panel.locator("button", has_text="Apply constraints").click()
         _wait(lambda: "Segment 1: constraints now cost <= 1" in panel.inner_text(), 60, "the new segment", page)
         panel.locator(".lm-TabBar-tab", has_text="History").click()
-        _wait(lambda: panel.locator(".widget-html", has_text="infeasible").count() > 0, 60,
-              "a run refused by the new constraint")
-        marked = _wait(lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked", page)
+        _wait(
+            lambda: panel.locator(".widget-html", has_text="infeasible").count() > 0,
+            60,
+            "a run refused by the new constraint",
+        )
+        marked = _wait(
+            lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked", page
+        )
         assert all(c["source"].startswith("# autoresearch: INFEASIBLE:") for c in marked)
         assert all(c["meta"]["metrics"]["cost"] > 1 for c in marked)
         last_marked = max(c["meta"]["run"] for c in marked)
-        _wait(lambda: any(c["meta"]["run"] > last_marked + 1 for c in inserted()), 60,
-              "a variant kept under the new constraint", page)
+        _wait(
+            lambda: any(c["meta"]["run"] > last_marked + 1 for c in inserted()),
+            60,
+            "a variant kept under the new constraint",
+            page,
+        )
         assert all(c["meta"]["metrics"]["cost"] <= 1 for c in inserted() if c["meta"]["run"] > last_marked + 1)
 
         # Stop stops the loop.
@@ -205,8 +256,12 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         panel.locator("select").last.select_option(label="New notebook")
         panel.locator("input[placeholder='path or branch name']").fill("winner.ipynb")
         panel.locator("button", has_text="Export").click()
-        _wait(lambda: page.evaluate("window.jupyterapp.shell.currentWidget?.context?.path") == "winner.ipynb",
-              30, "the exported notebook to open", page)
+        _wait(
+            lambda: page.evaluate("window.jupyterapp.shell.currentWidget?.context?.path") == "winner.ipynb",
+            30,
+            "the exported notebook to open",
+            page,
+        )
         assert (root / "winner.ipynb").exists()
         page.screenshot(path=str(ARTIFACTS / "exported-notebook.png"))
         page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open', {path: 'e2e.ipynb'}); }")

@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import FILES, metric_cell, write_recording
-from llm_server import LLMServer, answer
 
 from jupyter_autoresearch.cli import main
 
@@ -28,8 +27,18 @@ def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
 def test_run_a_script_with_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     rec = write_recording(tmp_path / "rec.jsonl", [("double it", metric_cell(2)), ("worse", metric_cell(0))])
-    code, out, err = cli("run", tmp_path / "bench.py", "--maximize", "x", "--constraint", "cost<=1",
-                         "--model", f"replay:{rec}", "--json", capsys=capsys)
+    code, out, err = cli(
+        "run",
+        tmp_path / "bench.py",
+        "--maximize",
+        "x",
+        "--constraint",
+        "cost<=1",
+        "--model",
+        f"replay:{rec}",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary["session"] == "bench" and summary["stop_reason"] == "done" and summary["runs"] == 3
@@ -58,26 +67,47 @@ def notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
-def test_run_a_notebook_merges_magic_line_options_and_writes_a_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rec = write_recording(tmp_path / "rec.jsonl", [("uses the setup", "print(f'METRIC x={base * 3}')\nprint('METRIC cost=1')"),
-                                                   ("worse", metric_cell(0)), ("best", metric_cell(9))])
-    nb = notebook(tmp_path / "study.ipynb", [
-        "%load_ext jupyter_autoresearch\nbase = 2",
-        f"%%autoresearch --maximize x --max-iterations 1 --model replay:{rec.name}\nprint(f'METRIC x={{base}}')\nprint('METRIC cost=1')",
-        "print('after')",
-    ])
+def test_run_a_notebook_merges_magic_line_options_and_writes_a_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rec = write_recording(
+        tmp_path / "rec.jsonl",
+        [
+            ("uses the setup", "print(f'METRIC x={base * 3}')\nprint('METRIC cost=1')"),
+            ("worse", metric_cell(0)),
+            ("best", metric_cell(9)),
+        ],
+    )
+    nb = notebook(
+        tmp_path / "study.ipynb",
+        [
+            "%load_ext jupyter_autoresearch\nbase = 2",
+            f"%%autoresearch --maximize x --max-iterations 1 --model replay:{rec.name}\n"
+            "print(f'METRIC x={base}')\nprint('METRIC cost=1')",
+            "print('after')",
+        ],
+    )
     code, _, err = cli("run", nb, "--max-iterations", "3", capsys=capsys)  # the command line wins
     assert code == 0, err
     copy = nbformat.read(tmp_path / "study.autoresearch.ipynb", as_version=4)
     sources = [c.source for c in copy.cells]
-    assert sources[0].startswith("%load_ext") and sources[1].startswith("%%autoresearch") and sources[-1] == "print('after')"
+    assert (
+        sources[0].startswith("%load_ext")
+        and sources[1].startswith("%%autoresearch")
+        and sources[-1] == "print('after')"
+    )
     inserted = [c for c in copy.cells if "autoresearch" in c.metadata]
     assert [c.metadata["autoresearch"]["run"] for c in inserted] == [2, 4]  # run order, below the benchmark
     assert copy.cells.index(inserted[0]) == 2 and copy.cells.index(inserted[1]) == 3
     first = inserted[0]
     assert first.source.startswith("# autoresearch study run 2: x=6 (kept)\n")
-    assert first.metadata["autoresearch"] == {"session": "study", "run": 2, "metric": 6.0,
-                                              "metrics": {"x": 6.0, "cost": 1.0}, "hypothesis": "uses the setup"}
+    assert first.metadata["autoresearch"] == {
+        "session": "study",
+        "run": 2,
+        "metric": 6.0,
+        "metrics": {"x": 6.0, "cost": 1.0},
+        "hypothesis": "uses the setup",
+    }
     original = nbformat.read(nb, as_version=4)
     assert len(original.cells) == 3  # the user's notebook is never changed
 
@@ -85,8 +115,20 @@ def test_run_a_notebook_merges_magic_line_options_and_writes_a_copy(tmp_path: Pa
 def test_cell_option_picks_a_code_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nb = notebook(tmp_path / "nb.ipynb", ["v = 5", metric_cell(1)])
     rec = write_recording(tmp_path / "rec.jsonl", [])
-    code, out, _ = cli("run", nb, "--cell", "2", "--maximize", "x", "--model", f"replay:{rec}", "--json",
-                       "--insert", "none", capsys=capsys)
+    code, out, _ = cli(
+        "run",
+        nb,
+        "--cell",
+        "2",
+        "--maximize",
+        "x",
+        "--model",
+        f"replay:{rec}",
+        "--json",
+        "--insert",
+        "none",
+        capsys=capsys,
+    )
     assert code == 0 and json.loads(out)["baseline"]["metric"] == 1
     assert not (tmp_path / "nb.autoresearch.ipynb").exists()
 
@@ -102,23 +144,46 @@ def test_show_prints_any_log(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0 and len(out.splitlines()) == 9 and json.loads(out.splitlines()[0])["run"] == 1
 
 
-@pytest.mark.parametrize("args, message, status", [
-    (["run", "missing.py", "--maximize", "x", "--model", "replay:r"], "missing.py does not exist", 1),
-    (["run", "{nb}", "--maximize", "x", "--model", "replay:r"], "has no cell starting with %%autoresearch", 1),
-    (["run", "{py}", "--maximize", "x"], "no model configured: pass --model", 1),
-    (["run", "{py}", "--maximise", "x"], "unknown option --maximise; did you mean --maximize?", 2),
-    (["run", "{py}", "--maximize", "x", "--constraint", "x != 1", "--model", "replay:r"], "unknown operator '!='", 1),
-    (["run", "{py}", "--maximize", "x", "--max-iterations", "many"], "'many' is not a whole number", 2),
-    (["run", "{crash}", "--maximize", "x", "--model", "replay:{rec}"], "the baseline (the unchanged cell) crashed: KeyError: 'revenue'", 1),
-    (["run", "{py}", "--maximize", "y", "--model", "replay:{rec}"], "the baseline printed no METRIC y (it printed x, cost)", 1),
-    (["run", "{py}", "--maximize", "x", "--constraint", "spend <= 3", "--model", "replay:{rec}"],
-     "names spend, which the baseline never printed", 1),
-    (["run", "{empty}", "--maximize", "x", "--model", "replay:r"], "empty.py is empty", 1),
-    (["show", "nowhere"], "nowhere does not exist", 1),
-])
-def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch, args: list[str],
-                                                  message: str, status: int) -> None:
+@pytest.mark.parametrize(
+    "args, message, status",
+    [
+        (["run", "missing.py", "--maximize", "x", "--model", "replay:r"], "missing.py does not exist", 1),
+        (["run", "{nb}", "--maximize", "x", "--model", "replay:r"], "has no cell starting with %%autoresearch", 1),
+        (["run", "{py}", "--maximize", "x"], "no model configured: pass --model", 1),
+        (["run", "{py}", "--maximise", "x"], "unknown option --maximise; did you mean --maximize?", 2),
+        (
+            ["run", "{py}", "--maximize", "x", "--constraint", "x != 1", "--model", "replay:r"],
+            "unknown operator '!='",
+            1,
+        ),
+        (["run", "{py}", "--maximize", "x", "--max-iterations", "many"], "'many' is not a whole number", 2),
+        (
+            ["run", "{crash}", "--maximize", "x", "--model", "replay:{rec}"],
+            "the baseline (the unchanged cell) crashed: KeyError: 'revenue'",
+            1,
+        ),
+        (
+            ["run", "{py}", "--maximize", "y", "--model", "replay:{rec}"],
+            "the baseline printed no METRIC y (it printed x, cost)",
+            1,
+        ),
+        (
+            ["run", "{py}", "--maximize", "x", "--constraint", "spend <= 3", "--model", "replay:{rec}"],
+            "names spend, which the baseline never printed",
+            1,
+        ),
+        (["run", "{empty}", "--maximize", "x", "--model", "replay:r"], "empty.py is empty", 1),
+        (["show", "nowhere"], "nowhere does not exist", 1),
+    ],
+)
+def test_bad_input_is_one_line_and_a_nonzero_exit(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+    status: int,
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTORESEARCH_MODEL", raising=False)
     (tmp_path / "bench.py").write_text(metric_cell(1))
@@ -127,7 +192,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path, capsys: pytest
     notebook(tmp_path / "plain.ipynb", ["x = 1"])
     rec = write_recording(tmp_path / "rec.jsonl", [])
     paths = {"nb": "plain.ipynb", "py": "bench.py", "crash": "crash.py", "rec": str(rec), "empty": "empty.py"}
-    code, out, err = cli(*[a.format(**paths) for a in args], capsys=capsys)
+    code, _, err = cli(*[a.format(**paths) for a in args], capsys=capsys)
     assert code == status
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 4
@@ -140,9 +205,24 @@ def test_console_script_and_jupyter_subcommand(tmp_path: Path) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
     for command in ([exe], ["jupyter", "autoresearch"]):
-        done = subprocess.run([*command, "run", "bench.py", "--maximize", "x", "--model", f"replay:{rec}", "--json",
-                               "--session", Path(command[-1]).name.replace("-", "_")],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                *command,
+                "run",
+                "bench.py",
+                "--maximize",
+                "x",
+                "--model",
+                f"replay:{rec}",
+                "--json",
+                "--session",
+                Path(command[-1]).name.replace("-", "_"),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["best"]["metric"] == 2
 
@@ -152,8 +232,17 @@ def test_kill_mid_run_then_resume(tmp_path: Path) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     slow = [(f"step {i}", metric_cell(i + 2, "import time\ntime.sleep(0.4)")) for i in range(8)]
     rec = write_recording(tmp_path / "rec.jsonl", slow)
-    command = [sys.executable, "-m", "jupyter_autoresearch.cli", "run", "bench.py", "--maximize", "x",
-               "--model", f"replay:{rec}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter_autoresearch.cli",
+        "run",
+        "bench.py",
+        "--maximize",
+        "x",
+        "--model",
+        f"replay:{rec}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     log = tmp_path / ".autoresearch" / "bench" / "log.jsonl"
@@ -166,7 +255,7 @@ def test_kill_mid_run_then_resume(tmp_path: Path) -> None:
         handle.write('{"run": 99, "status": "ke')  # as if the kill landed mid-write
     logged = [json.loads(line)["run"] for line in log.read_text().splitlines()[:-1] if '"run"' in line]
     assert len(logged) >= 4
-    done = subprocess.run(command + ["--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["runs"] == 9 and summary["best"]["metric"] == 9
@@ -179,8 +268,23 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
     slow = [(f"step {i}", metric_cell(i + 2, "import time\ntime.sleep(0.5)")) for i in range(20)]
     rec = write_recording(tmp_path / "rec.jsonl", slow)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    process = subprocess.Popen([sys.executable, "-m", "jupyter_autoresearch.cli", "run", "bench.py", "--maximize", "x",
-                                "--model", f"replay:{rec}"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_autoresearch.cli",
+            "run",
+            "bench.py",
+            "--maximize",
+            "x",
+            "--model",
+            f"replay:{rec}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = tmp_path / ".autoresearch" / "bench" / "log.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"run"') < 3):

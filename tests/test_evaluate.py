@@ -1,4 +1,3 @@
-import os
 import textwrap
 import time
 from pathlib import Path
@@ -43,12 +42,15 @@ def test_nonzero_exit_is_a_crash_and_zero_exit_is_not(evaluator: ForkEvaluator) 
 
 
 def test_timeout_kills_the_whole_process_group(evaluator: ForkEvaluator, tmp_path: Path) -> None:
-    outcome = run(evaluator, """
+    outcome = run(
+        evaluator,
+        """
         import subprocess, time
         child = subprocess.Popen(["sleep", "60"])
         open("grandchild.pid", "w").write(str(child.pid))
         time.sleep(60)
-    """)
+    """,
+    )
     assert outcome.kind == "timeout" and "timed out after 3" in str(outcome.error)
     pid = int((tmp_path / "grandchild.pid").read_text())
     time.sleep(0.2)
@@ -84,11 +86,14 @@ def test_secrets_are_removed_and_cwd_is_the_target_folder(tmp_path: Path, monkey
     monkeypatch.setenv("HARMLESS", "yes")
     with ForkEvaluator(timeout=10) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
-        outcome = run(ev, """
+        outcome = run(
+            ev,
+            """
             import os
             print(sorted(k for k in os.environ if k in ("OPENAI_API_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "HARMLESS")))
             print(os.getcwd())
-        """)
+        """,
+        )
     assert "['HARMLESS']" in outcome.stdout_tail
     assert str(tmp_path) in outcome.stdout_tail
 
@@ -154,6 +159,10 @@ def test_cancel_from_another_thread(evaluator: ForkEvaluator) -> None:
 
 def test_helpers() -> None:
     assert imported_modules("import pandas as pd\nfrom cvxpy import Variable\nfrom . import x\nimport a.b") == (
-        "pandas", "cvxpy", "a")
+        "pandas",
+        "cvxpy",
+        "a",
+    )
     assert scrub_environment({"OPENAI_API_KEY": "k", "HF_TOKEN": "t", "MY_SECRET_X": "s", "PATH": "/bin"}) == {
-        "PATH": "/bin"}
+        "PATH": "/bin"
+    }

@@ -19,8 +19,11 @@ from jupyter_autoresearch.cli import main
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
     copy = tmp_path / "examples"
-    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns(".autoresearch", "*.autoresearch.ipynb",
-                                                                   ".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        EXAMPLES,
+        copy,
+        ignore=shutil.ignore_patterns(".autoresearch", "*.autoresearch.ipynb", ".ipynb_checkpoints", "__pycache__"),
+    )
     return copy
 
 
@@ -34,14 +37,28 @@ def test_marketing_budget_reproduces_the_published_result(examples: Path, capsys
     assert first["best"]["metric"] == 110.1627 and first["best"]["metrics"]["spend_millions"] == 29.9985
     best = second["best"]["metrics"]
     assert (best["spend_millions"], best["segment_count"], best["cs_contacts"], best["contact_rate"]) == (
-        29.9981, 42, 3218, 0.03765)
+        29.9981,
+        42,
+        3218,
+        0.03765,
+    )
     assert "revenue_millions (segment 0): 107.9158 -> 110.127 -> 110.1627" in err
 
     session = load_session(examples / ".autoresearch" / "marketing_budget")
     runs = {r.run: r for r in session.runs}
     assert [r.status for r in session.runs] == [
-        "keep", "keep", "discard", "infeasible", "crash", "keep", "discard",
-        "infeasible", "keep", "keep", "discard"]
+        "keep",
+        "keep",
+        "discard",
+        "infeasible",
+        "crash",
+        "keep",
+        "discard",
+        "infeasible",
+        "keep",
+        "keep",
+        "discard",
+    ]
     assert runs[1].metrics["spend_millions"] == 29.2348 and runs[1].metrics["segment_count"] == 48
     assert runs[3].metric == 95.9106  # the invalid pruning idea loses revenue
     assert runs[4].metrics["spend_millions"] > 30 and "spend_millions <= 30 is violated" in runs[4].error
@@ -49,19 +66,39 @@ def test_marketing_budget_reproduces_the_published_result(examples: Path, capsys
     assert runs[8].asi["baseline"] and "contact_rate <= 0.042 is violated" in runs[8].error
 
     copy = nbformat.read(examples / "marketing_budget.autoresearch.ipynb", as_version=4)
-    inserted = [(c.metadata["autoresearch"]["run"], c.metadata["autoresearch"].get("infeasible")) for c in copy.cells
-                if "autoresearch" in c.metadata]
+    inserted = [
+        (c.metadata["autoresearch"]["run"], c.metadata["autoresearch"].get("infeasible"))
+        for c in copy.cells
+        if "autoresearch" in c.metadata
+    ]
     assert [run for run, _ in inserted] == [2, 6, 9, 10]
     assert all(note for run, note in inserted if run in (2, 6))  # refused by Operations' limits: marked
     assert all(note is None for run, note in inserted if run in (9, 10))
 
 
-def test_speedup_example_shows_why_repeats_and_a_threshold_matter(examples: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_speedup_example_shows_why_repeats_and_a_threshold_matter(
+    examples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = examples / "speedup"
-    code = main(["run", str(folder / "rolling_spend.py"), "--minimize", "runtime_ms",
-                 "--constraint", "max_abs_error <= 1e-9", "--repeats", "5", "--min-improvement", "5%",
-                 "--off-limits", "rolling_data.py", "--model", "replay:rolling_spend.session.jsonl", "--json"])
+    code = main(
+        [
+            "run",
+            str(folder / "rolling_spend.py"),
+            "--minimize",
+            "runtime_ms",
+            "--constraint",
+            "max_abs_error <= 1e-9",
+            "--repeats",
+            "5",
+            "--min-improvement",
+            "5%",
+            "--off-limits",
+            "rolling_data.py",
+            "--model",
+            "replay:rolling_spend.session.jsonl",
+            "--json",
+        ]
+    )
     assert code == 0
     session = load_session(folder / ".autoresearch" / "rolling_spend")
     statuses = [r.status for r in session.runs]
@@ -70,8 +107,9 @@ def test_speedup_example_shows_why_repeats_and_a_threshold_matter(examples: Path
     baseline, vectorised, wrong, micro, cumsum = session.runs
     assert wrong.metrics["max_abs_error"] > 1e-9
     assert cumsum.metric < vectorised.metric / 3 < baseline.metric / 10
-    assert micro.error and micro.error.endswith(("below --min-improvement 5%", "not better",
-                                                 f"within noise (±{micro.error.split('±')[-1]}"))
+    assert micro.error and micro.error.endswith(
+        ("below --min-improvement 5%", "not better", f"within noise (±{micro.error.split('±')[-1]}")
+    )
 
 
 @pytest.mark.parametrize("recording", ["marketing_budget.session.jsonl", "speedup/rolling_spend.session.jsonl"])

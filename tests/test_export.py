@@ -22,10 +22,12 @@ def repo(tmp_path: Path) -> Path:
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "config", "user.email", "analyst@example.com")
     git(tmp_path, "config", "user.name", "Analyst")
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("base = 1"),
-        nbformat.v4.new_code_cell("%%autoresearch --maximize x\nprint(f'METRIC x={base}')"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("base = 1"),
+            nbformat.v4.new_code_cell("%%autoresearch --maximize x\nprint(f'METRIC x={base}')"),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "study.ipynb")
     git(tmp_path, "add", "study.ipynb")
@@ -58,8 +60,11 @@ def test_branch_holds_the_change_then_the_log_and_touches_nothing_else(repo: Pat
     assert notebook.cells[1].source == "print(f'METRIC x={base + 1}')"
     assert notebook.cells[0].source == "base = 1"  # from HEAD, not the uncommitted edit
     notes = git(repo, "show", "--name-only", "--format=", "autoresearch/best").splitlines()
-    assert set(notes) == {".autoresearch/study/log.jsonl", ".autoresearch/study/prompt.md",
-                          ".autoresearch/study/best.py"}
+    assert set(notes) == {
+        ".autoresearch/study/log.jsonl",
+        ".autoresearch/study/prompt.md",
+        ".autoresearch/study/best.py",
+    }
     with pytest.raises(ExportError, match="branch autoresearch/best already exists"):
         export_branch(session, "autoresearch/best")
     with pytest.raises(ExportError, match="git check-ref-format failed"):
@@ -86,7 +91,7 @@ def test_script_and_notebook_exports_carry_the_setup_cells(repo: Path) -> None:
     assert notebook.cells[-1].metadata["autoresearch"]["run"] == 2
     with pytest.raises(ExportError, match="already exists"):
         export_notebook(session, "winner.ipynb")
-    with pytest.raises(ExportError, match="should end in .py"):
+    with pytest.raises(ExportError, match=r"should end in \.py"):
         export_file(session, "winner.txt")
 
 

@@ -11,8 +11,16 @@ PI_LOG = Path(__file__).parent / "files" / "pi_autoresearch_marketing.jsonl"
 
 
 def record(run: int, metric: float, status: str = "keep") -> RunRecord:
-    return RunRecord(run=run, segment=0, status=status, metric=metric, metrics={"x": metric}, code=f"x={run}",
-                     hypothesis=f"h{run}", parent=None if run == 1 else 1)
+    return RunRecord(
+        run=run,
+        segment=0,
+        status=status,
+        metric=metric,
+        metrics={"x": metric},
+        code=f"x={run}",
+        hypothesis=f"h{run}",
+        parent=None if run == 1 else 1,
+    )
 
 
 def test_pi_autoresearch_log_loads_with_the_published_history() -> None:
@@ -47,17 +55,46 @@ def test_append_read_roundtrip_keeps_our_fields(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "s")
     journal.append_config(SegmentConfig(name="t", metric_name="x", constraints=("x <= 3",)))
     journal.append_run(record(1, 1.0))
-    journal.append_run(RunRecord(run=2, segment=0, status="crash", metric=None, code="boom", error="KeyError: 'a'",
-                                 stderr_tail="Traceback...", parent=1, tokens=12, cost_usd=None))
+    journal.append_run(
+        RunRecord(
+            run=2,
+            segment=0,
+            status="crash",
+            metric=None,
+            code="boom",
+            error="KeyError: 'a'",
+            stderr_tail="Traceback...",
+            parent=1,
+            tokens=12,
+            cost_usd=None,
+        )
+    )
     journal.close()
     log = read_log(tmp_path / "s")
     assert [r.run for r in log.runs] == [1, 2]
     assert log.runs[1].error == "KeyError: 'a'" and log.runs[1].tokens == 12 and log.runs[1].cost_usd is None
     assert log.configs[0].constraints == ("x <= 3",)
     line = json.loads((tmp_path / "s" / "log.jsonl").read_text().splitlines()[2])
-    for field in ("run", "commit", "metric", "metrics", "status", "description", "timestamp", "segment",
-                  "confidence", "asi", "code", "parent", "duration_s", "tokens", "cost_usd", "model", "error",
-                  "constraints"):
+    for field in (
+        "run",
+        "commit",
+        "metric",
+        "metrics",
+        "status",
+        "description",
+        "timestamp",
+        "segment",
+        "confidence",
+        "asi",
+        "code",
+        "parent",
+        "duration_s",
+        "tokens",
+        "cost_usd",
+        "model",
+        "error",
+        "constraints",
+    ):
         assert field in line
 
 
@@ -78,7 +115,9 @@ def test_a_partial_last_line_is_tolerated_and_cut_before_appending(tmp_path: Pat
 
 def test_a_broken_line_in_the_middle_is_an_error_naming_the_line(tmp_path: Path) -> None:
     log_file = tmp_path / "log.jsonl"
-    log_file.write_text(json.dumps(record(1, 1.0).to_json()) + "\nnot json\n" + json.dumps(record(2, 2).to_json()) + "\n")
+    log_file.write_text(
+        json.dumps(record(1, 1.0).to_json()) + "\nnot json\n" + json.dumps(record(2, 2).to_json()) + "\n"
+    )
     with pytest.raises(JournalError, match=r"log.jsonl:2 is not a valid log line"):
         read_log(log_file)
 

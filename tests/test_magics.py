@@ -38,10 +38,18 @@ def magic(ip: Any, line: str, cell: str) -> None:
     ip.run_cell_magic("autoresearch", line, cell)
 
 
-def test_wait_runs_the_loop_and_leaves_the_final_panel(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rec = write_recording(tmp_path / "rec.jsonl", [("scale it", "print(f'METRIC x={base * 2}')\nprint('METRIC cost=1')")])
+def test_wait_runs_the_loop_and_leaves_the_final_panel(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rec = write_recording(
+        tmp_path / "rec.jsonl", [("scale it", "print(f'METRIC x={base * 2}')\nprint('METRIC cost=1')")]
+    )
     ip.run_cell("base = 21")
-    magic(ip, f"--maximize x --model replay:{rec} --session s1 --wait", "print(f'METRIC x={base}')\nprint('METRIC cost=1')")
+    magic(
+        ip,
+        f"--maximize x --model replay:{rec} --session s1 --wait",
+        "print(f'METRIC x={base}')\nprint('METRIC cost=1')",
+    )
     session = ip.user_ns["_autoresearch"]
     assert session.name == "s1" and session.state == "stopped" and session.stop_reason == "done"
     assert [r.metric for r in session.runs] == [21.0, 42.0]
@@ -91,29 +99,36 @@ def test_line_magics_control_a_running_session(ip: Any, tmp_path: Path, capsys: 
     assert "cost <= 1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("line, cell, message", [
-    ("--maximise x", "print(1)", "unknown option --maximise; did you mean --maximize?"),
-    ("--maximize x --model replay:r", "   \n", "the %%autoresearch cell is empty"),
-    ("--maximize x --model replay:r", "%time x = 1", "candidates run as plain Python"),
-    ("--maximize x --constraint 'x !! 1' --model replay:r", "print(1)", "cannot be read"),
-    ("--maximize x --model 'replay:r", "print(1)", "check the quotes"),
-])
-def test_bad_input_is_one_line_without_traceback(ip: Any, capsys: pytest.CaptureFixture[str], line: str, cell: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "line, cell, message",
+    [
+        ("--maximise x", "print(1)", "unknown option --maximise; did you mean --maximize?"),
+        ("--maximize x --model replay:r", "   \n", "the %%autoresearch cell is empty"),
+        ("--maximize x --model replay:r", "%time x = 1", "candidates run as plain Python"),
+        ("--maximize x --constraint 'x !! 1' --model replay:r", "print(1)", "cannot be read"),
+        ("--maximize x --model 'replay:r", "print(1)", "check the quotes"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(
+    ip: Any, capsys: pytest.CaptureFixture[str], line: str, cell: str, message: str
+) -> None:
     magic(ip, line, cell)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_missing_primary_metric_is_reported_in_wait_mode(ip: Any, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_primary_metric_is_reported_in_wait_mode(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = write_recording(tmp_path / "rec.jsonl", [])
     magic(ip, f"--maximize revenue --model replay:{rec} --wait", "print('METRIC cost=1')")
     err = capsys.readouterr().err
     assert "the baseline printed no METRIC revenue (it printed cost)" in err and "Traceback" not in err
 
 
-def test_a_variable_that_cannot_be_shipped_is_named(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_variable_that_cannot_be_shipped_is_named(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ip.run_cell("import threading\nlock = threading.Lock()", store_history=True)
     magic(ip, "--maximize x --model replay:r", "with lock:\n    print('METRIC x=1')")
     err = capsys.readouterr().err
@@ -128,8 +143,9 @@ def test_setup_cells_rebuild_state_in_the_worker(ip: Any, tmp_path: Path) -> Non
     assert ip.user_ns["_autoresearch"].runs[0].metric == 5
 
 
-def test_traitlets_config_sets_defaults_and_the_line_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          llm: LLMServer) -> None:
+def test_traitlets_config_sets_defaults_and_the_line_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm: LLMServer
+) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -152,8 +168,14 @@ def test_traitlets_config_sets_defaults_and_the_line_wins(tmp_path: Path, monkey
 def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
     from jupyter_autoresearch._panel import Panel
 
-    rec = write_recording(tmp_path / "rec.jsonl", [("better", metric_cell(2)), ("pricey", metric_cell(5).replace("cost=1", "cost=9")),
-                                                   ("crash", "raise KeyError('x')")])
+    rec = write_recording(
+        tmp_path / "rec.jsonl",
+        [
+            ("better", metric_cell(2)),
+            ("pricey", metric_cell(5).replace("cost=1", "cost=9")),
+            ("crash", "raise KeyError('x')"),
+        ],
+    )
     session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}", constraints=["cost <= 2"])
     panel = Panel(session)
     session.run()
@@ -220,7 +242,9 @@ def test_model_text_reaches_the_panel_escaped(tmp_path: Path, llm: LLMServer) ->
 def test_reasoning_redraws_are_throttled(tmp_path: Path) -> None:
     from jupyter_autoresearch._panel import Panel
 
-    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}")
+    session = ar.create_session(
+        _script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}"
+    )
     panel = Panel(session)
     redraws = []
     panel.reasoning.observe(lambda change: redraws.append(time.monotonic()), "value")
@@ -237,9 +261,13 @@ def test_long_histories_page(tmp_path: Path) -> None:
     from jupyter_autoresearch._panel import PAGE, Panel
     from jupyter_autoresearch._records import RunRecord
 
-    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}")
-    session._runs = [RunRecord(run=i, segment=0, status="discard", metric=float(i), metrics={"x": float(i)}, code="")
-                     for i in range(1, 1001)]
+    session = ar.create_session(
+        _script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}"
+    )
+    session._runs = [
+        RunRecord(run=i, segment=0, status="discard", metric=float(i), metrics={"x": float(i)}, code="")
+        for i in range(1, 1001)
+    ]
     panel = Panel(session)
     assert panel.history.value.count("<tr") == PAGE + 1 and ">1000<" in panel.history.value
     panel._page(+1)
@@ -247,7 +275,9 @@ def test_long_histories_page(tmp_path: Path) -> None:
     assert panel.page_label.value == "page 2 of 67 (1000 runs)"
 
 
-def test_export_to_file_and_notebook_and_without_frontend(ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_to_file_and_notebook_and_without_frontend(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import nbformat
 
     rec = write_recording(tmp_path / "rec.jsonl", [("better", "print(f'METRIC x={base + 1}')")])

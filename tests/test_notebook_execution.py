@@ -17,12 +17,22 @@ def test_marketing_notebook_runs_in_a_kernel_and_stores_the_panel(tmp_path: Path
     for name in ("marketing_budget.ipynb", "marketing_budget.session.jsonl", "marketing_campaign_estimations.csv"):
         shutil.copy(EXAMPLES / name, tmp_path)
     notebook = nbformat.read(tmp_path / "marketing_budget.ipynb", as_version=4)
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
 
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr" and "error" in o.text)]
+    errors = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr" and "error" in o.text)
+    ]
     assert not errors, errors
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
@@ -44,18 +54,32 @@ def test_notebook_with_a_live_model_server(tmp_path: Path, llm) -> None:  # type
     from llm_server import answer
     from nbclient import NotebookClient
 
-    llm.add(answer("double", "print(f'METRIC x={base * 2}')"), "Hypothesis: bad\n```python\nraise ValueError('nope')\n```",
-            answer("triple", "base = 99  # must not leak\nprint(f'METRIC x={base * 3}')"))
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%load_ext jupyter_autoresearch"),
-        nbformat.v4.new_code_cell("base = 1"),
-        nbformat.v4.new_code_cell(f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} "
-                                  "--max-iterations 3 --wait\nprint(f'METRIC x={base}')"),
-        nbformat.v4.new_code_cell("assert base == 1, base\nprint(len(_autoresearch.runs), _autoresearch.best.metric)"),
-    ])
+    llm.add(
+        answer("double", "print(f'METRIC x={base * 2}')"),
+        "Hypothesis: bad\n```python\nraise ValueError('nope')\n```",
+        answer("triple", "base = 99  # must not leak\nprint(f'METRIC x={base * 3}')"),
+    )
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("%load_ext jupyter_autoresearch"),
+            nbformat.v4.new_code_cell("base = 1"),
+            nbformat.v4.new_code_cell(
+                f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} "
+                "--max-iterations 3 --wait\nprint(f'METRIC x={base}')"
+            ),
+            nbformat.v4.new_code_cell(
+                "assert base == 1, base\nprint(len(_autoresearch.runs), _autoresearch.best.metric)"
+            ),
+        ]
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     assert notebook.cells[3].outputs[0]["text"] == "4 297.0\n"  # the candidate rebinding base stayed in its process
     assert len(llm.requests) == 3
