@@ -411,7 +411,34 @@ def _line_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_interrupt(ipython: Any) -> None:
+    """Make a kernel interrupt also stop the loops running in the background.
+
+    ipykernel ignores SIGINT while idle and puts back ``kernel.saved_sigint_handler``
+    after each request, so that is where the handler goes; a loop run with --wait is
+    stopped by the KeyboardInterrupt the interrupt raises in its cell.
+    """
+    kernel = getattr(ipython, "kernel", None)
+    previous = getattr(kernel, "saved_sigint_handler", None)
+    if kernel is None or previous is None or getattr(previous, "autoresearch", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        from ._registry import sessions
+
+        for session in sessions().values():
+            if session.state in ("running", "paused"):
+                session.stop(interrupted=True)
+        if callable(previous):
+            previous(signum, frame)
+
+    handler.autoresearch = True  # type: ignore[attr-defined]
+    kernel.saved_sigint_handler = handler
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics and open the comm to the JupyterLab extension early."""
+    """Register the magics, stop loops on kernel interrupts, and open the comm to the
+    JupyterLab extension early (so its answer is in before the first loop)."""
     ipython.register_magics(AutoresearchMagics)
+    _stop_on_interrupt(ipython)
     bridge()

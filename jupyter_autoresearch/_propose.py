@@ -7,6 +7,7 @@ model (``jupyter_autoresearch._litellm``), :class:`ReplayProposer` replays a rec
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,8 @@ class ReplayProposer(Proposer):
         self.config: dict[str, object] = {}
         self.proposals: list[RunRecord] = []
         self.done: dict[int, str] = {}  # segment -> the recorded DONE reason
+        self._served: dict[int, int] = {}  # segment -> proposals handed out by this replay
+        self._lock = threading.Lock()
         self._load()
 
     def _load(self) -> None:
@@ -159,7 +162,10 @@ class ReplayProposer(Proposer):
                     self.proposals.append(record)
 
     def propose(self, context: ProposalContext, on_delta: DeltaCallback | None = None) -> Proposal:
-        used = sum(1 for r in context.history if r.segment == context.segment and not r.is_baseline)
+        logged = sum(1 for r in context.history if r.segment == context.segment and not r.is_baseline)
+        with self._lock:  # parallel iterations ask concurrently with the same history
+            used = max(logged, self._served.get(context.segment, 0))
+            self._served[context.segment] = used + 1
         mine = [r for r in self.proposals if r.segment == context.segment]
         if used < len(mine):
             record = mine[used]

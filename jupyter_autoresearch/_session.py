@@ -110,6 +110,7 @@ class Session:
         self._running = threading.Event()
         self._running.set()
         self._pending_constraints: tuple[str, ...] | None = None
+        self._stop_reason = ("user", "stopped by the user")
         self._thread: threading.Thread | None = None
         self._journal: Journal | None = None
 
@@ -263,8 +264,17 @@ class Session:
                 log.exception("event subscriber %r failed on %s", subscriber, type(event).__name__)
 
     # -- controls (any thread) -------------------------------------------------------
-    def stop(self) -> None:
-        """Stop the loop: the model call and running candidates are abandoned."""
+    def stop(self, *, interrupted: bool = False) -> None:
+        """Stop the loop: the model call and running candidates are abandoned.
+
+        Args:
+            interrupted: log the stop as an interrupt (Ctrl-C, a kernel interrupt).
+        """
+        self._stop_reason = (
+            ("interrupted", "interrupted (Ctrl-C or kernel interrupt)")
+            if interrupted
+            else ("user", "stopped by the user")
+        )
         self._stop.set()
         self._running.set()
         if self.evaluator is not None and self.state == "running":
@@ -379,7 +389,7 @@ class Session:
                 self._baseline()
             reason, detail = self._loop()
         except _StopRequested:
-            reason, detail = "user", "stopped by the user"
+            reason, detail = self._stop_reason
         except KeyboardInterrupt:
             reason, detail = "interrupted", "interrupted (Ctrl-C or kernel interrupt)"
         except AutoresearchError as err:
@@ -398,7 +408,7 @@ class Session:
         while True:
             self._running.wait()
             if self._stop.is_set():
-                return "user", "stopped by the user"
+                return self._stop_reason
             self._apply_pending_constraints()
             reason = self._stop_rule()
             if reason:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -88,3 +89,48 @@ def test_notebook_with_a_live_model_server(tmp_path: Path, llm) -> None:  # type
     assert "stopped (max-iterations" in html and ">crash<" in html and "ValueError: nope" in html
     summary = [o for o in notebook.cells[2].outputs if "text/html" in o.get("data", {})]
     assert summary and "autoresearch session" in summary[-1]["data"]["text/html"]  # readable without widgets
+
+
+@pytest.mark.timeout(180)
+def test_a_kernel_interrupt_stops_a_background_loop(tmp_path: Path) -> None:
+    import json
+
+    from jupyter_client.manager import start_new_kernel
+
+    recording = tmp_path / "rec.jsonl"
+    lines = [json.dumps({"type": "config", "name": "t", "metricName": "x"})]
+    lines += [
+        json.dumps(
+            {
+                "run": i,
+                "segment": 0,
+                "parent": 1,
+                "asi": {"hypothesis": f"h{i}"},
+                "code": f"import time\ntime.sleep(0.5)\nprint('METRIC x={i}')",
+            }
+        )
+        for i in range(2, 60)
+    ]
+    recording.write_text("\n".join(lines) + "\n")
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+
+        def run(code: str) -> str:
+            reply = client.execute_interactive(code, timeout=60, output_hook=lambda msg: outputs.append(msg))
+            assert reply["content"]["status"] == "ok", reply
+            return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+
+        outputs: list[dict] = []  # type: ignore[type-arg]
+        run("%load_ext jupyter_autoresearch")
+        run(f"%%autoresearch --maximize x --model replay:{recording.name} --session bg\nprint('METRIC x=1')")
+        outputs.clear()
+        run("import time\nwhile len(_autoresearch.runs) < 3: time.sleep(0.1)\nprint('running', _autoresearch.state)")
+        assert "running running" in "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+        manager.interrupt_kernel()
+        time.sleep(1)
+        outputs.clear()
+        text = run("_autoresearch.wait(30)\nprint(_autoresearch.stop_reason)")
+        assert text.strip() == "interrupted"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -477,3 +477,9 @@ def test_model_and_key_from_a_dotenv_file_beside_the_target(
     assert headers["authorization"] == "Bearer sk-from-dotenv-0123456789"
     assert "KEY=None" in session.runs[1].stdout_tail  # candidates never see the key
     assert all("sk-from-dotenv" not in str(request) for request in llm.requests)
+
+
+def test_replay_with_parallel_serves_each_proposal_once(tmp_path: Path) -> None:
+    session = make(tmp_path, [(f"h{i}", metric_cell(i + 2)) for i in range(5)], parallel=2)
+    session.run()
+    assert [r.metric for r in session.runs] == [1, 2, 3, 4, 5, 6]
