@@ -266,5 +266,16 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         page.screenshot(path=str(ARTIFACTS / "exported-notebook.png"))
         page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open', {path: 'e2e.ipynb'}); }")
         _wait(lambda: page.evaluate(f"{NB}?.context?.path") == "e2e.ipynb", 30, "the e2e notebook tab", page)
+
+        # The command palette reaches the same exports through the kernel.
+        command = "jupyter-autoresearch:export-file"
+        assert page.evaluate(f"window.jupyterapp.commands.isEnabled('{command}')")
+        page.evaluate(f"() => {{ window.jupyterapp.commands.execute('{command}'); }}")
+        dialog = page.locator(".jp-Dialog input")
+        dialog.wait_for(timeout=10_000)
+        dialog.fill("from_palette.py")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        _wait(lambda: (root / "from_palette.py").exists(), 30, "the palette export", page)
+        assert "# autoresearch e2e run" in (root / "from_palette.py").read_text()
         page.screenshot(path=str(ARTIFACTS / "panel-end.png"), full_page=True)
         browser.close()
