@@ -70,7 +70,7 @@ def judge(
         refused = [p for o in outcomes for p in o.problems if p.startswith(f"metric {task.metric} ")]
         reason = refused[0] if refused else f"the cell printed no METRIC {task.metric}=<number> line"
         return verdict("invalid", reason)
-    broken = [v for c in task.constraints if (v := c.violation(metrics))]
+    broken = task.violations(metrics)
     if broken:
         return verdict("infeasible", "; ".join(broken))
     if best is None or best.metric is None:

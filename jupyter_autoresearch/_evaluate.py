@@ -7,7 +7,6 @@ asks it to fork a clean child per candidate.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import glob
 import hashlib
 import os
@@ -53,6 +52,8 @@ class Outcome:
         problems: METRIC lines that were refused, and why.
         error: one line saying why it failed, when it did.
         touched: off-limits files it tried to change (they were protected or restored).
+        written: other files in the target's folder it opened for writing.
+        imported: modules it imported that were not warm yet.
         figures: PNG images of the matplotlib figures it left open.
     """
 
@@ -64,6 +65,8 @@ class Outcome:
     duration_s: float = 0.0
     error: str | None = None
     touched: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
+    imported: tuple[str, ...] = ()
     figures: tuple[bytes, ...] = ()
 
 
@@ -97,6 +100,10 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
         """Run each code concurrently and return their outcomes in the same order."""
+
+    @abstractmethod
+    def protect(self, patterns: Sequence[str]) -> None:
+        """Replace the off-limits patterns (relative globs) from the next evaluation on."""
 
     def cancel(self) -> None:  # noqa: B027 - optional: an evaluator may have nothing to cancel
         """Kill the candidates that are running now (called from another thread)."""
@@ -184,13 +191,14 @@ class OffLimitsGuard:
             if path in current and self._digest(path) == digest:
                 continue
             backup = self._backup / hashlib.sha1(path.encode()).hexdigest()
-            shutil.copy2(backup, self.folder / path)
+            # Copy beside it, then rename over it: a symlink planted at the path is
+            # replaced, never written through.
+            restored = self.folder / f"{path}.autoresearch-restore"
+            shutil.copy2(backup, restored)
+            os.replace(restored, self.folder / path)
             self._known[path] = (*self._stat(path), digest)
             changed.append(path)
         return changed
-
-    def matches(self, path: str) -> bool:
-        return any(fnmatch.fnmatch(path, pattern) for pattern in self.patterns)
 
     def close(self) -> None:
         shutil.rmtree(self._backup, ignore_errors=True)
@@ -225,13 +233,18 @@ class ForkEvaluator(Evaluator):
         self._send_lock = threading.Lock()
         self._guard: OffLimitsGuard | None = None
         self._ids = 0
+        self._cancelled = False
         self._log: Path | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self.setup: WorkerSetup | None = None
 
     def start(self, setup: WorkerSetup) -> None:
         self.close()
+        self._cancelled = False
         ours, theirs = socket.socketpair()
-        self._log = Path(tempfile.mkstemp(prefix="autoresearch-worker-", suffix=".log")[1])
+        handle, log_path = tempfile.mkstemp(prefix="autoresearch-worker-", suffix=".log")
+        os.close(handle)
+        self._log = Path(log_path)
         env = scrub_environment(os.environ)
         env["MPLBACKEND"] = "Agg"
         with open(self._log, "wb") as log:
@@ -248,8 +261,8 @@ class ForkEvaluator(Evaluator):
         theirs.close()
         self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _kill, self._proc)
+        self.setup = setup
         self._guard = OffLimitsGuard(setup.folder, setup.off_limits) if setup.off_limits else None
-        patterns = [str(setup.folder.resolve() / p) for p in setup.off_limits] + list(setup.off_limits)
         self._send(
             (
                 "setup",
@@ -257,7 +270,7 @@ class ForkEvaluator(Evaluator):
                     "setup_code": list(setup.setup_code),
                     "namespace": setup.namespace,
                     "preimport": list(setup.preimport),
-                    "off_limits": patterns,
+                    "off_limits": list(setup.off_limits),
                 },
             )
         )
@@ -284,6 +297,8 @@ class ForkEvaluator(Evaluator):
                 "output_cap": self.output_cap,
             }
             self._send(("run", request))
+        if self._cancelled:
+            self._send(("cancel", None))  # a stop that came while the requests were sent
         reports: dict[int, dict[str, Any]] = {}
         while len(reports) < len(ids):
             report = self._receive("done")
@@ -292,8 +307,18 @@ class ForkEvaluator(Evaluator):
         outcomes = [self._outcome(reports[i], changed, len(ids)) for i in ids]
         imported = sorted({m for r in reports.values() for m in r["imported"]})
         if imported:
-            self._send(("warm", imported))  # later candidates find these modules warm
+            # Later candidates find these warm; the worker refuses modules a candidate
+            # could have planted (in the target's folder, or newer than the worker).
+            self._send(("warm", imported))
         return outcomes
+
+    def protect(self, patterns: Sequence[str]) -> None:
+        if self._conn is None or self.setup is None:
+            raise EvaluationError("the evaluator is not started: call start() first")
+        if self._guard is not None:
+            self._guard.close()
+        self._guard = OffLimitsGuard(self.setup.folder, patterns) if patterns else None
+        self._send(("protect", list(patterns)))
 
     def _outcome(self, report: dict[str, Any], changed: list[str], batch: int) -> Outcome:
         parsed = parse_metrics(report["metric_text"])
@@ -309,10 +334,13 @@ class ForkEvaluator(Evaluator):
             duration_s=report["duration_s"],
             error=report["error"],
             touched=tuple(touched),
+            written=tuple(report["written"]),
+            imported=tuple(report["imported"]),
             figures=tuple(report["figures"]),
         )
 
     def cancel(self) -> None:
+        self._cancelled = True  # sticky until the next start(): the session is stopping
         if self._conn is not None:
             try:
                 self._send(("cancel", None))
@@ -338,6 +366,9 @@ class ForkEvaluator(Evaluator):
         if self._guard is not None:
             self._guard.close()
             self._guard = None
+        if self._log is not None:
+            self._log.unlink(missing_ok=True)
+            self._log = None
 
     def _send(self, message: tuple[str, Any]) -> None:
         assert self._conn is not None

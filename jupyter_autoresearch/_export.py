@@ -35,6 +35,8 @@ def export_file(session: Session, path: str | Path) -> Path:
     """Write the winner, after the setup code it needs, as a script."""
     best = winner(session)
     target = _resolve(session, path, ".py")
+    if target.exists():
+        raise ExportError(f"{target} already exists; choose another path")
     stamp = time.strftime("%Y-%m-%d %H:%M")
     parts = [
         f'"""The winner of autoresearch session {session.name} (exported {stamp}).\n\n'

@@ -152,7 +152,8 @@ def session_from_options(
         setup_code=setup_code,
         namespace=namespace,
         preimport=preimport,
-        off_limits=task.off_limits,
+        # Proposed data files are protected once the baseline showed it does not write them.
+        off_limits=task.off_limits if options.off_limits is not None else (),
     )
     return Session(
         name=name,
@@ -164,6 +165,7 @@ def session_from_options(
         evaluator=evaluator or ForkEvaluator(timeout=options.timeout, memory_mb=options.memory_limit or None),
         setup=setup,
         constraints_given=options.constraint is not None,
+        off_limits_given=options.off_limits is not None,
         target=replace(target, setup_code=target.setup_code or setup_code),
     )
 

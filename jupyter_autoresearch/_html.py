@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 from html import escape
 
+from ._format import change, number, short
 from ._records import RunRecord
 
 __all__ = ["STATUS_COLOURS", "code_diff_html", "history_html", "status_badge", "summary_html"]
@@ -22,29 +23,12 @@ STATUS_COLOURS = {
 _CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #e0e0e0"
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.8g}"
-
-
-def _short(text: str, width: int = 140) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def status_badge(status: str) -> str:
     colour = STATUS_COLOURS.get(status, "#424242")
     return (
         f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
         f'font-size:11px">{escape(status)}</span>'
     )
-
-
-def _change(value: float | None, reference: float | None) -> str:
-    if value is None or reference is None or value == reference:
-        return ""
-    delta = value - reference
-    percent = f" ({delta / abs(reference) * 100:+.2f}%)" if reference else ""
-    return escape(f"{delta:+.6g}{percent}")
 
 
 def history_html(
@@ -61,10 +45,10 @@ def history_html(
         cells = [
             str(r.run),
             status_badge(r.status),
-            escape(_fmt(r.metric)),
-            "" if best and r.run == best.run else _change(r.metric, reference),
-            *(escape(_fmt(r.metrics.get(c))) for c in columns),
-            escape(_short(note)),
+            escape(number(r.metric, "")),
+            "" if best and r.run == best.run else escape(change(r.metric, reference)),
+            *(escape(number(r.metrics.get(c), "")) for c in columns),
+            escape(short(note, 140)),
         ]
         weight = "font-weight:600;" if best is not None and r.run == best.run else ""
         rows.append(f'<tr style="{weight}">' + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
@@ -110,7 +94,7 @@ def summary_html(
     baseline = runs[0].metric if runs else None
     best_text = "none yet"
     if best is not None:
-        best_text = f"run {best.run}: {_fmt(best.metric)} {_change(best.metric, baseline)}"
+        best_text = f"run {best.run}: {number(best.metric)} {escape(change(best.metric, baseline))}"
     shown = runs[-latest:]
     more = (
         f"<div style='color:#757575'>{len(runs) - len(shown)} earlier runs not shown</div>"
@@ -119,6 +103,6 @@ def summary_html(
     )
     return (
         f"<div><b>autoresearch session {escape(name)}</b> — {escape(state)}; {len(runs)} runs; "
-        f"{escape(metric or '')} baseline {escape(_fmt(baseline))}, best {best_text}</div>{more}"
+        f"{escape(metric or '')} baseline {escape(number(baseline))}, best {best_text}</div>{more}"
         + history_html(shown, metric, best)
     )

@@ -64,6 +64,8 @@ def _message(err: Exception, model: str, api_base: str | None) -> str:
             f"the model provider refused the API key for {model} ({text}); set the key in "
             "the environment or a .env file"
         )
+    if "Provider NOT provided" in text:
+        return f"model {model!r} names no provider; write it as provider/model, e.g. openai/gpt-5-mini"
     if name in ("NotFoundError", "BadRequestError") and "model" in text.lower():
         return f"model {model} was not found{where} ({text}); check --model"
     if name in ("APIConnectionError", "Timeout", "ServiceUnavailableError", "InternalServerError", "RateLimitError"):
@@ -122,33 +124,39 @@ class LiteLLMProposer(Proposer):
                 kwargs["api_key"] = "none"  # local OpenAI-compatible servers need no key
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        transient = (
+            litellm.RateLimitError,
+            litellm.APIConnectionError,
+            litellm.InternalServerError,
+            litellm.ServiceUnavailableError,
+            litellm.Timeout,
+        )
         parts: list[str] = []
         usage: Any = None
         for attempt in range(self.num_retries + 1):
-            parts, usage = [], None
+            parts, usage, aborted = [], None, None
             try:
                 for chunk in litellm.completion(**kwargs):
                     usage = getattr(chunk, "usage", None) or usage
                     if chunk.choices and chunk.choices[0].delta.content:
                         parts.append(chunk.choices[0].delta.content)
                         if on_delta is not None:
-                            on_delta(parts[-1])  # may raise to abandon the request (stop)
-                break
-            except (
-                litellm.RateLimitError,
-                litellm.APIConnectionError,
-                litellm.InternalServerError,
-                litellm.ServiceUnavailableError,
-                litellm.Timeout,
-            ) as err:
+                            try:
+                                on_delta(parts[-1])
+                            except BaseException as stop:
+                                aborted = stop
+                                break
+            except transient as err:
                 if attempt == self.num_retries or parts:
                     # Nothing is retried once text has streamed: the user saw it already.
                     raise ProposalError(_message(err, self.model, self.api_base)) from None
                 time.sleep(min(0.5 * 2**attempt, 8.0))
-            except litellm.exceptions.APIError as err:
+                continue
+            except Exception as err:
                 raise ProposalError(_message(err, self.model, self.api_base)) from None
-            except litellm.AuthenticationError as err:
-                raise ProposalError(_message(err, self.model, self.api_base)) from None
+            if aborted is not None:
+                raise aborted
+            break
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
         tokens = (prompt_tokens or 0) + (completion_tokens or 0) if usage is not None else None

@@ -29,6 +29,7 @@ from ._events import (
     Stopped,
     TaskInferred,
 )
+from ._format import change, number
 from ._html import code_diff_html, history_html, output_html
 from ._plot import figure_png, metric_figure
 from ._session import Session
@@ -263,11 +264,7 @@ class Panel:
         metric = s.task.metric or "(inferring)"
         best_text = "-"
         if best is not None and best.metric is not None:
-            best_text = f"{best.metric:.8g} (run {best.run})"
-            if baseline not in (None, 0) and best.metric != baseline:
-                assert baseline is not None
-                delta = best.metric - baseline
-                best_text += f" {delta:+.6g} ({delta / abs(baseline) * 100:+.2f}%)"
+            best_text = f"{number(best.metric)} (run {best.run}) {change(best.metric, baseline)}".rstrip()
         limit = s.limits.max_iterations
         iteration = f"{s.iteration} of {limit}" if limit else str(s.iteration)
         elapsed = time.monotonic() - self.started if self.state != "idle" else 0
@@ -279,7 +276,7 @@ class Panel:
             ("session", s.name),
             ("model", s.proposer.model if s.proposer else "-"),
             ("iteration", iteration),
-            (f"baseline {metric}", f"{baseline:.8g}" if baseline is not None else "-"),
+            (f"baseline {metric}", number(baseline)),
             ("best", best_text),
             ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
             ("tokens", f"{self.tokens:,}"),
@@ -382,22 +379,18 @@ class Panel:
 
     def constraint_texts(self) -> tuple[list[str], list[str]]:
         """The editor's rows as constraint texts, and the rows' problems (checked inline)."""
-        known = self.session.known_metrics()
         texts, problems = [], []
-        for number, row in enumerate(self.rows.children, 1):
+        for index, row in enumerate(self.rows.children, 1):
             expression, op, bound, _, note = row.children
             if not expression.value.strip() and not bound.value.strip():
                 note.value = ""
                 continue
             text = f"{expression.value} {op.value} {bound.value}"
             try:
-                constraint = parse_constraint(text)
-                unknown = sorted(constraint.names - known) if known else []
-                if unknown:
-                    raise AutoresearchError(f"{', '.join(unknown)} is not a metric any run reported")
+                constraint = self.session.check_names(parse_constraint(text))
             except AutoresearchError as err:
                 note.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
-                problems.append(f"row {number}: {err}")
+                problems.append(f"row {index}: {err}")
                 continue
             note.value = ""
             texts.append(str(constraint))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ._constraints import parse_constraint
 from ._errors import ConstraintError, ProposalError
+from ._format import number, short
 from ._propose import ProposalContext
 from ._records import RunRecord
 from ._redact import redact
@@ -45,15 +46,6 @@ believe nothing more is worth trying, answer with a single line `DONE: <reason>`
 _TABLE_ROWS = 30
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.8g}"
-
-
-def _one_line(text: str, width: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
@@ -71,13 +63,13 @@ def run_table(history: Sequence[RunRecord], metric: str | None, rows: int = _TAB
         "|---|---|---|---|---|---|",
     ]
     for r in shown:
-        others = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items() if k != metric)
+        others = ", ".join(f"{k}={number(v)}" for k, v in r.metrics.items() if k != metric)
         note = r.hypothesis or r.description
         if r.error:
             note = f"{note} [{r.error}]" if note else f"[{r.error}]"
         lines.append(
-            f"| {r.run} | {r.segment} | {r.status} | {_fmt(r.metric)} | {_one_line(others, 80)} "
-            f"| {_one_line(note).replace('|', '/')} |"
+            f"| {r.run} | {r.segment} | {r.status} | {number(r.metric)} | {short(others, 80)} "
+            f"| {short(note, 120).replace('|', '/')} |"
         )
     return "\n".join(lines)
 
@@ -100,7 +92,7 @@ def task_document(
     out += [f"- `{p}`" for p in task.off_limits] or ["- none"]
     out += ["", "## What has been tried", run_table(history, task.metric)]
     if best is not None:
-        out += ["", f"Best so far: run {best.run}, {task.metric} = {_fmt(best.metric)}."]
+        out += ["", f"Best so far: run {best.run}, {task.metric} = {number(best.metric)}."]
     return redact("\n".join(out) + "\n")
 
 
@@ -133,7 +125,7 @@ def proposal_request(context: ProposalContext) -> str:
         parts.append("## Notes from the analyst (follow them)\n" + "\n".join(f"- {n}" for n in context.notes))
     best = context.best
     parts.append(
-        f"## Current best cell (run {best.run}, {task.metric} = {_fmt(best.metric)})\n"
+        f"## Current best cell (run {best.run}, {task.metric} = {number(best.metric)})\n"
         f"```python\n{best.code.rstrip()}\n```"
     )
     parts.append("Propose the next change.")

@@ -6,15 +6,15 @@ model (``jupyter_autoresearch._litellm``), :class:`ReplayProposer` replays a rec
 
 from __future__ import annotations
 
-import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._answer import parse_answer
-from ._errors import JournalError, ProposalError
+from ._errors import ProposalError
+from ._logfile import read_log
 from ._records import RunRecord
 from ._task import TaskSpec
 
@@ -72,7 +72,6 @@ class Proposal:
     completion_tokens: int | None = None
     cost_usd: float | None = None
     model: str = ""
-    recorded: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_text(cls, text: str, **usage: object) -> Proposal:
@@ -128,38 +127,12 @@ class ReplayProposer(Proposer):
     def __init__(self, path: str | Path, *, label: str | None = None) -> None:
         self.path = Path(path)
         self.model = label or f"replay:{path}"
-        self.config: dict[str, object] = {}
-        self.proposals: list[RunRecord] = []
-        self.done: dict[int, str] = {}  # segment -> the recorded DONE reason
+        recording = read_log(self.path)
+        self.config = recording.configs[0] if recording.configs else None
+        self.proposals = [r for r in recording.runs if not r.is_baseline]
+        self.done = dict(recording.done)  # segment -> the recorded DONE reason
         self._served: dict[int, int] = {}  # segment -> proposals handed out by this replay
         self._lock = threading.Lock()
-        self._load()
-
-    def _load(self) -> None:
-        path = self.path / "log.jsonl" if self.path.is_dir() else self.path
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise ProposalError(
-                f"cannot read the recording {path}: {err.strerror}; check the path after replay:"
-            ) from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break  # a recording cut short by a kill: its last line is partial
-                raise JournalError(f"{path}:{number} is not valid JSON; repair or remove that line") from None
-            if data.get("type") == "config":
-                self.config = self.config or data
-            elif data.get("type") == "done":
-                self.done[int(data.get("segment", 0))] = str(data.get("reason") or "")
-            elif "run" in data:
-                record = RunRecord.from_json(data)
-                if not record.is_baseline:
-                    self.proposals.append(record)
 
     def propose(self, context: ProposalContext, on_delta: DeltaCallback | None = None) -> Proposal:
         logged = sum(1 for r in context.history if r.segment == context.segment and not r.is_baseline)
@@ -171,28 +144,24 @@ class ReplayProposer(Proposer):
             record = mine[used]
             text = str(record.asi.get("answer") or _answer_text(record.hypothesis, record.code))
         else:
-            record = None
             reason = self.done.get(context.segment)
             text = f"DONE: {reason or f'the recording has no more proposals for segment {context.segment}'}"
         if on_delta is not None:
             on_delta(text)
-        return Proposal.from_text(text, model=self.model, recorded=record.asi if record else {})
+        return Proposal.from_text(text, model=self.model)
 
     def complete(self, system: str, user: str, on_delta: DeltaCallback | None = None) -> Proposal:
         config = self.config
-        if not config.get("metricName"):
+        if config is None or not config.metric_name:
             return super().complete(system, user, on_delta)
-        verb = "lower" if config.get("bestDirection") == "lower" else "higher"
         lines = [
-            f"Objective: {config.get('objective') or config.get('name') or ''}",
-            f"Primary: {config['metricName']} ({verb})",
+            f"Objective: {config.objective or config.name}",
+            f"Primary: {config.metric_name} ({config.direction})",
         ]
-        if config.get("secondaryMetrics"):
-            lines.append(f"Secondary: {', '.join(map(str, config['secondaryMetrics']))}")  # type: ignore[call-overload]
-        lines.append("Constraints:")
-        lines += [f"- {c}" for c in config.get("constraints") or []]  # type: ignore[attr-defined]
-        lines.append("Off limits:")
-        lines += [f"- {p}" for p in config.get("offLimits") or []]  # type: ignore[attr-defined]
+        if config.secondary:
+            lines.append(f"Secondary: {', '.join(config.secondary)}")
+        lines += ["Constraints:", *(f"- {c}" for c in config.constraints)]
+        lines += ["Off limits:", *(f"- {p}" for p in config.off_limits)]
         text = "\n".join(lines)
         if on_delta is not None:
             on_delta(text)

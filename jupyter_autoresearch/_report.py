@@ -17,6 +17,7 @@ from ._events import (
     Stopped,
     TaskInferred,
 )
+from ._format import change, number, short
 from ._records import RunRecord
 from ._task import TaskSpec
 
@@ -31,24 +32,6 @@ _COLOURS = {
     "invalid": "31",
     "violation": "31",
 }
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.8g}"
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def change(value: float | None, reference: float | None) -> str:
-    """``+2.2469 (+2.08%)`` style change of ``value`` against ``reference``."""
-    if value is None or reference is None or value == reference:
-        return ""
-    delta = value - reference
-    percent = f" ({delta / abs(reference) * 100:+.2f}%)" if reference else ""
-    return f"{delta:+.6g}{percent}"
 
 
 def history_table(runs: Sequence[RunRecord], metric: str | None, *, width: int = 60) -> str:
@@ -68,8 +51,8 @@ def history_table(runs: Sequence[RunRecord], metric: str | None, *, width: int =
         if r.status != "keep" and r.error:
             note = f"{note} [{r.error}]" if note else f"[{r.error}]"
         lines.append(
-            f"{r.run:>4}  {r.segment:>3}  {r.status:<10}  {_fmt(r.metric):>16}  "
-            f"{change(r.metric, baseline):>20}  {_short(note, width)}"
+            f"{r.run:>4}  {r.segment:>3}  {r.status:<10}  {number(r.metric):>16}  "
+            f"{change(r.metric, baseline):>20}  {short(note, width)}"
         )
     return "\n".join(lines)
 
@@ -105,13 +88,13 @@ class ProgressPrinter:
             self.task = event.task
             self._print(f"  inferred objective: {_goal(event.task)}")
             if event.task.objective:
-                self._print(f"  ({_short(event.task.objective, 100)})")
+                self._print(f"  ({short(event.task.objective, 100)})")
         elif isinstance(event, ConstraintsChanged):
             self._print(f"  -- segment {event.segment}: constraints now {', '.join(event.constraints) or 'none'}")
             if event.now_infeasible:
                 self._print(f"     kept runs now infeasible: {', '.join(map(str, event.now_infeasible))}")
         elif isinstance(event, ProposalReady) and (event.hypothesis or event.problem):
-            self._print(f"  ... {_short(event.hypothesis or event.problem or '', 110)}")
+            self._print(f"  ... {short(event.hypothesis or event.problem or '', 110)}")
         elif isinstance(event, BaselineDone):
             self.baseline = event.record.metric
         elif isinstance(event, Decision):
@@ -120,7 +103,7 @@ class ProgressPrinter:
             self._print(f"  [{event.state}]")
         elif isinstance(event, Stopped):
             best = event.best
-            tail = f"; best run {best.run}: {_fmt(best.metric)}" if best else ""
+            tail = f"; best run {best.run}: {number(best.metric)}" if best else ""
             self._print(f"autoresearch: stopped ({event.reason}: {event.detail}){tail}")
 
     def _decision(self, event: Decision) -> None:
@@ -129,14 +112,14 @@ class ProgressPrinter:
         label = "baseline" if r.asi.get("baseline") else ""
         best = event.best
         line = (
-            f"  #{r.run:<3} {self._paint(r.status)} {metric}={_fmt(r.metric):<12}"
-            f" {change(r.metric, self.baseline):<22} best {_fmt(best.metric if best else None)}"
+            f"  #{r.run:<3} {self._paint(r.status)} {metric}={number(r.metric):<12}"
+            f" {change(r.metric, self.baseline):<22} best {number(best.metric if best else None)}"
         )
         if label:
             line += f"  ({'baseline' if r.parent is None else 'segment baseline'})"
         self._print(line)
         if r.status not in ("keep", "discard") and r.error:
-            self._print(f"        {_short(r.error, 110)}")
+            self._print(f"        {short(r.error, 110)}")
 
 
 def _goal(task: TaskSpec) -> str:

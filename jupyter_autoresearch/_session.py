@@ -12,12 +12,12 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._constraints import parse_constraints
+from ._constraints import Constraint, parse_constraints
 from ._decide import Verdict, confidence, judge
 from ._errors import AutoresearchError, BaselineError, ConstraintError, OptionsError
 from ._evaluate import Evaluator, Outcome, WorkerSetup
@@ -79,6 +79,7 @@ class Session:
         evaluator: Evaluator | None,
         setup: WorkerSetup | None,
         constraints_given: bool = True,
+        off_limits_given: bool = True,
         history: SessionLog | None = None,
         target: Target | None = None,
     ) -> None:
@@ -92,6 +93,7 @@ class Session:
         self.evaluator = evaluator
         self.setup = setup
         self.constraints_given = constraints_given
+        self.off_limits_given = off_limits_given
         self.state = "idle" if proposer is not None else "stopped"
         self.warnings: tuple[str, ...] = history.warnings if history else ()
         self.stop_reason: str | None = None
@@ -277,20 +279,25 @@ class Session:
         )
         self._stop.set()
         self._running.set()
-        if self.evaluator is not None and self.state == "running":
+        if self.evaluator is not None and self.state in ("running", "paused"):
             self.evaluator.cancel()
+
+    def _transition(self, expected: str, state: str) -> bool:
+        with self._lock:  # the loop may be ending in another thread
+            if self.state != expected:
+                return False
+            self.state = state
+        return True
 
     def pause(self) -> None:
         """Pause before the next iteration."""
-        if self.state == "running":
+        if self._transition("running", "paused"):
             self._running.clear()
-            self.state = "paused"
             self._emit(StateChanged(self.name, "paused"))
 
     def resume(self) -> None:
         """Continue after :meth:`pause`."""
-        if self.state == "paused":
-            self.state = "running"
+        if self._transition("paused", "running"):
             self._running.set()
             self._emit(StateChanged(self.name, "running"))
 
@@ -314,6 +321,21 @@ class Session:
         with self._lock:
             return self._pending_constraints
 
+    def check_names(self, constraint: Constraint) -> Constraint:
+        """``constraint`` if every metric it names was reported by some run.
+
+        Raises:
+            ConstraintError: it names a metric no run reported.
+        """
+        known = self.known_metrics()
+        unknown = sorted(constraint.names - known) if known else []
+        if unknown:
+            raise ConstraintError(
+                f"constraint {constraint} names {', '.join(unknown)}, which no run "
+                f"reported (known: {', '.join(sorted(known))})"
+            )
+        return constraint
+
     def set_constraints(self, texts: Sequence[str]) -> tuple[str, ...]:
         """Replace the constraint set; a new segment starts at the next iteration.
 
@@ -321,15 +343,8 @@ class Session:
             ConstraintError: a constraint is malformed or names a metric no run reported.
         """
         parsed = parse_constraints(texts)
-        known = self.known_metrics()
-        if known:
-            for constraint in parsed:
-                unknown = sorted(constraint.names - known)
-                if unknown:
-                    raise ConstraintError(
-                        f"constraint {constraint} names {', '.join(unknown)}, which no run "
-                        f"reported (known: {', '.join(sorted(known))})"
-                    )
+        for constraint in parsed:
+            self.check_names(constraint)
         canonical = tuple(str(c) for c in parsed)
         with self._lock:
             self._pending_constraints = canonical
@@ -368,19 +383,22 @@ class Session:
         """
         if self.read_only or self.proposer is None or self.evaluator is None or self.setup is None:
             raise OptionsError(f"session {self.name} was loaded read-only and cannot run")
-        if self.state in ("running", "paused"):
-            raise OptionsError(f"session {self.name} is already running")
-        self.state, self.stop_reason, self.stop_detail, self.error = "running", None, "", None
+        with self._lock:
+            if self.state in ("running", "paused"):
+                raise OptionsError(f"session {self.name} is already running")
+            self.state, self.stop_reason, self.stop_detail, self.error = "running", None, "", None
         self.iteration, self.spent_usd, self.started_at = 0, 0.0, time.monotonic()
         self._stop.clear()
         self._running.set()
-        journal = self._journal = Journal(self.folder)
         reason, detail = "error", ""
         try:
+            journal = self._journal = Journal(self.folder)
             history = journal.read()
             with self._lock:
                 self._runs, self._configs = list(history.runs), list(history.configs)
-                self.notes = [n for r in self._runs for n in r.asi.get("notes", ())] or self.notes
+                # Every record carries the notes so far: the latest holds them all.
+                noted = [r.asi["notes"] for r in self._runs if r.asi.get("notes")]
+                self.notes = list(noted[-1]) if noted else self.notes
             self._emit(SessionStarted(self.name, self.task, self.proposer.model, bool(self._runs), len(self._runs)))
             self.evaluator.start(self.setup)
             if self._runs:
@@ -396,11 +414,18 @@ class Session:
             reason, detail = "error", str(err)
             self.error = err
             raise
+        except Exception as err:
+            log.exception("autoresearch session %s failed", self.name)
+            reason, detail = "error", f"internal error: {type(err).__name__}: {err}"
+            self.error = AutoresearchError(f"{detail} (please report it)")
+            raise self.error from err
         finally:
             self.evaluator.close()
-            journal.close()
+            if self._journal is not None:
+                self._journal.close()
             self._journal = None
-            self.state, self.stop_reason, self.stop_detail = "stopped", reason, detail
+            with self._lock:
+                self.state, self.stop_reason, self.stop_detail = "stopped", reason, detail
             self._emit(Stopped(self.name, reason, detail, self.best_run, len(self._runs)))
         return self
 
@@ -442,36 +467,40 @@ class Session:
             raise _StopRequested
 
     # -- baseline and resume ----------------------------------------------------------------
-    def _evaluate(self, run: int, codes: Sequence[str]) -> list[list[Outcome]]:
-        """Evaluate ``codes`` together, ``repeats`` times; one list of outcomes per code."""
+    def _evaluate(self, runs: Sequence[int], codes: Sequence[str]) -> list[list[Outcome]]:
+        """Evaluate ``codes`` (of ``runs``) together, ``repeats`` times; outcomes per code."""
         assert self.evaluator is not None
         results: list[list[Outcome]] = [[] for _ in codes]
         repeats = self.limits.repeats
         for repeat in range(1, repeats + 1):
-            for offset in range(len(codes)):
-                self._emit(EvaluationStarted(self.name, run + offset, repeat, repeats))
+            for run in runs:
+                self._emit(EvaluationStarted(self.name, run, repeat, repeats))
+            self._check_stop()
             outcomes = self.evaluator.evaluate(codes)
             self._check_stop()
-            for offset, outcome in enumerate(outcomes):
-                results[offset].append(outcome)
+            for run, result, outcome in zip(runs, results, outcomes, strict=True):
+                result.append(outcome)
                 self._emit(
-                    EvaluationDone(
-                        self.name, run + offset, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s
-                    )
+                    EvaluationDone(self.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s)
                 )
             if all(o.kind != "ok" for o in outcomes):
                 break  # every candidate failed: repeating cannot change that
         return results
 
     def _baseline(self) -> None:
-        outcomes = self._evaluate(1, [self.code])[0]
+        outcomes = self._evaluate([1], [self.code])[0]
         failed = next((o for o in outcomes if o.kind != "ok"), None)
         if failed is not None:
             what = "timed out" if failed.kind == "timeout" else "crashed"
             raise BaselineError.from_outcome(failed.kind, what, failed.stderr_tail or (failed.error or ""))
         metrics = outcomes[0].metrics
+        written = {path for outcome in outcomes for path in outcome.written}
+        if not self.off_limits_given:
+            # Files the cell itself writes are its outputs, not data to protect.
+            self.task = replace(self.task, off_limits=tuple(p for p in self.task.off_limits if p not in written))
         if self.task.metric is None:
-            self._infer_task(metrics)
+            self._infer_task(metrics, written)
+        self._protect()
         assert self.task.metric is not None
         if self.task.metric not in metrics:
             printed = ", ".join(metrics) or "no METRIC lines"
@@ -507,7 +536,14 @@ class Session:
         self._emit(BaselineDone(self.name, record))
         self._emit(Decision(self.name, record, self.best_run))
 
-    def _infer_task(self, metrics: dict[str, float] | Any) -> None:
+    def _protect(self) -> None:
+        """Hand the task's off-limits files to the evaluator when they changed."""
+        assert self.evaluator is not None and self.setup is not None
+        if tuple(self.task.off_limits) != tuple(self.setup.off_limits):
+            self.setup = replace(self.setup, off_limits=tuple(self.task.off_limits))
+            self.evaluator.protect(self.setup.off_limits)
+
+    def _infer_task(self, metrics: Mapping[str, float], written: set[str]) -> None:
         assert self.proposer is not None and self.setup is not None
         files = sorted(
             str(p.relative_to(self.setup.folder))
@@ -522,7 +558,9 @@ class Session:
         self.spent_usd += answer.cost_usd or 0.0
         draft = parse_task_draft(answer.text, metrics)
         constraints = self.task.constraint_texts or draft.constraints
-        off_limits = self.task.off_limits or tuple(p for p in draft.off_limits if (self.setup.folder / p).exists())
+        off_limits = self.task.off_limits or tuple(
+            p for p in draft.off_limits if (self.setup.folder / p).exists() and p not in written
+        )
         self.task = replace(
             self.task.with_constraints(constraints),
             metric=draft.metric,
@@ -531,10 +569,6 @@ class Session:
             secondary=draft.secondary,
             off_limits=off_limits,
         )
-        if off_limits != self.setup.off_limits:
-            assert self.evaluator is not None
-            self.setup = replace(self.setup, off_limits=off_limits)
-            self.evaluator.start(self.setup)  # the worker must guard the inferred files too
         self._emit(TaskInferred(self.name, self.task))
 
     def _resume(self) -> None:
@@ -548,7 +582,6 @@ class Session:
                 direction=config.direction,  # type: ignore[arg-type]
                 objective=self.task.objective or config.objective,
                 secondary=self.task.secondary or config.secondary,
-                off_limits=self.task.off_limits or config.off_limits,
             )
         elif (self.task.metric, self.task.direction) != (config.metric_name, config.direction):
             raise OptionsError(
@@ -556,6 +589,9 @@ class Session:
                 f"better), not {self.task.metric} ({self.task.direction}); choose another "
                 "--session name to start a new session"
             )
+        if not self.off_limits_given:
+            self.task = replace(self.task, off_limits=config.off_limits)
+        self._protect()
         if not self.constraints_given:
             self.task = self.task.with_constraints(list(config.constraints))
         elif set(self.task.constraint_texts) != set(config.constraints):
@@ -574,13 +610,11 @@ class Session:
         self.task = self.task.with_constraints(list(constraints))
         self._write_config(segment)
         now_infeasible = tuple(
-            r.run
-            for r in self.runs
-            if r.kept and not r.is_baseline and any(c.violation(r.metrics) for c in self.task.constraints)
+            r.run for r in self.runs if r.kept and not r.is_baseline and self.task.violations(r.metrics)
         )
         self._emit(ConstraintsChanged(self.name, self.task.constraint_texts, segment, now_infeasible))
         run = self._next_run()
-        outcomes = self._evaluate(run, [parent.code])[0]
+        outcomes = self._evaluate([run], [parent.code])[0]
         verdict = judge(self.task, outcomes, None)
         record = self._record(
             run,
@@ -681,7 +715,7 @@ class Session:
         self.spent_usd += sum(p.cost_usd or 0.0 for p in proposals)
         done = next((p.done for p in proposals if p.done), None)
         runnable = [(first + i, p) for i, p in enumerate(proposals) if p.code and not p.problem]
-        outcomes = self._evaluate(runnable[0][0], [p.code for _, p in runnable]) if runnable else []
+        outcomes = self._evaluate([run for run, _ in runnable], [p.code for _, p in runnable]) if runnable else []
         results = dict(zip((run for run, _ in runnable), outcomes, strict=True))
         for offset, proposal in enumerate(proposals):
             run = first + offset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -79,6 +80,10 @@ class TaskSpec:
     def with_constraints(self, texts: tuple[str, ...] | list[str]) -> TaskSpec:
         """A copy of the task with the constraints replaced by ``texts`` (parsed)."""
         return replace(self, constraints=parse_constraints(texts))
+
+    def violations(self, metrics: Mapping[str, float]) -> list[str]:
+        """Why ``metrics`` break the constraints (empty when they satisfy all of them)."""
+        return [v for c in self.constraints if (v := c.violation(metrics)) is not None]
 
     @property
     def constraint_texts(self) -> tuple[str, ...]:

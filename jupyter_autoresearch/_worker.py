@@ -1,29 +1,36 @@
 """The warm evaluation worker: a long-lived process that forks one clean child per run.
 
-Started by :class:`jupyter_autoresearch.ForkEvaluator` as
-``python .../_worker.py FD`` (one end of a socket pair). It executes the setup once
-(the notebook variables or the cells above the benchmark, and the imports the cell
-needs), then answers ``run`` requests by forking: each child inherits that warm state
-copy-on-write, so a candidate starts clean in milliseconds instead of a cold Python
-start-up. Only the standard library is imported here, so starting the worker is cheap.
+Started by :class:`jupyter_autoresearch.ForkEvaluator` as ``python .../_worker.py FD``
+(one end of a socket pair). It executes the setup once (the notebook variables or the
+cells above the benchmark, and the imports the cell needs), then answers ``run``
+requests by forking: each child inherits that warm state copy-on-write, so a candidate
+starts clean in milliseconds instead of a cold Python start-up. Only the standard
+library is imported here, so starting the worker is cheap.
 
 Requests (tuples sent over a :class:`multiprocessing.connection.Connection`):
-``("setup", dict)``, ``("run", dict)``, ``("cancel", None)``, ``("exit", None)``.
-Replies: ``("ready", dict)`` and ``("done", dict)``.
+``("setup", dict)``, ``("run", dict)``, ``("protect", list)``, ``("warm", list)``,
+``("cancel", None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
+
+A child reports back only through its output pipes and a result pipe carrying JSON:
+nothing a candidate writes is ever unpickled or executed here.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import gc
+import importlib.util
 import io
+import json
+import math
 import os
 import pickle
 import resource
+import select
 import selectors
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -32,27 +39,31 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 _METRIC_PREFIX = b"METRIC"
-_MAX_METRIC_LINES = 10_000
+_MAX_METRIC_NAMES = 10_000
+_MAX_RESULT = 64 * 1024 * 1024
 
 
 @dataclass
 class _Stream:
-    """One captured output stream of a child: a capped tail plus every METRIC line."""
+    """One captured stream of a child: a capped tail, and the last METRIC lines per name."""
 
     cap: int
+    scan: bool = False
+    whole: bool = False  # keep everything (the result pipe), up to _MAX_RESULT
     tail: bytearray = field(default_factory=bytearray)
     partial: bytes = b""
-    metric_lines: list[bytes] = field(default_factory=list)
-    scan: bool = False
     truncated: bool = False
+    # name -> (last line whose value is a finite number, last line): a refused last
+    # line must not erase an earlier valid value, and no count of lines loses the last.
+    metrics: dict[bytes, tuple[bytes | None, bytes]] = field(default_factory=dict)
 
     def feed(self, data: bytes) -> None:
         self.tail += data
-        if len(self.tail) > self.cap:
-            del self.tail[: len(self.tail) - self.cap]
+        limit = _MAX_RESULT if self.whole else self.cap
+        if len(self.tail) > limit:
+            del self.tail[: len(self.tail) - limit]
             self.truncated = True
         if self.scan:
-            # Metric lines are kept apart so a long output never pushes them out of the tail.
             lines = (self.partial + data).split(b"\n")
             self.partial = lines.pop()[-4096:]
             self._keep(lines)
@@ -64,12 +75,35 @@ class _Stream:
 
     def _keep(self, lines: list[bytes]) -> None:
         for line in lines:
-            if line.startswith(_METRIC_PREFIX) and len(self.metric_lines) < _MAX_METRIC_LINES:
-                self.metric_lines.append(line.rstrip(b"\r"))
+            if not line.startswith(_METRIC_PREFIX):
+                continue
+            line = line.rstrip(b"\r")
+            head, _, value = line.partition(b"=")
+            name = head[len(_METRIC_PREFIX) :].strip()
+            previous = self.metrics.pop(name, None)
+            if previous is None and len(self.metrics) >= _MAX_METRIC_NAMES:
+                continue
+            valid = line if _finite(value) else (previous[0] if previous else None)
+            self.metrics[name] = (valid, line)  # re-inserted: dict order is last-written order
+
+    def metric_text(self) -> str:
+        lines: list[bytes] = []
+        for valid, last in self.metrics.values():
+            if valid is not None and valid != last:
+                lines.append(valid)
+            lines.append(last)
+        return b"\n".join(lines).decode("utf-8", errors="replace")
 
     def text(self) -> str:
         body = bytes(self.tail).decode("utf-8", errors="replace")
         return ("[... output truncated ...]\n" + body) if self.truncated else body
+
+
+def _finite(value: bytes) -> bool:
+    try:
+        return math.isfinite(float(value.strip()))
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -80,12 +114,14 @@ class _Child:
     pid: int
     started: float
     deadline: float
-    result_path: str
     streams: dict[int, _Stream]
     pidfd: int | None = None
     status: int | None = None
     timed_out: bool = False
     cancelled: bool = False
+
+    def fds(self) -> list[int]:
+        return [*self.streams, *([self.pidfd] if self.pidfd is not None else [])]
 
 
 class Worker:
@@ -93,10 +129,11 @@ class Worker:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.root = os.getcwd()
+        self.started = time.time()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.off_limits: list[str] = []
         self.children: dict[int, _Child] = {}
-        self.tmp = tempfile.mkdtemp(prefix="autoresearch-worker-")
         self.selector = selectors.DefaultSelector()
         self.selector.register(conn.fileno(), selectors.EVENT_READ, ("conn", None))
         self.warm_modules: set[str] = set()
@@ -104,12 +141,10 @@ class Worker:
     # -- setup ---------------------------------------------------------------------
     def setup(self, request: dict[str, Any]) -> dict[str, Any]:
         self.off_limits = list(request.get("off_limits") or [])
-        failed: list[str] = []
         for module in request.get("preimport") or []:
-            if not self._warm(module):
-                failed.append(module)
+            self._warm(module)
         if request.get("namespace"):
-            # cloudpickle output loads with plain pickle as long as cloudpickle is importable.
+            # Sent by the user's own kernel (cloudpickle output loads with plain pickle).
             self.namespace.update(pickle.loads(request["namespace"]))
         for index, code in enumerate(request.get("setup_code") or []):
             try:
@@ -119,45 +154,59 @@ class Worker:
                     "error": f"setup cell {index + 1} failed: {type(err).__name__}: {err}",
                     "traceback": traceback.format_exc(),
                 }
-        names = sorted(k for k in self.namespace if not k.startswith("__"))
-        return {"error": None, "names": names, "unimportable": failed}
+        return {"error": None}
 
-    def _warm(self, module: str) -> bool:
-        if module in self.warm_modules:
-            return True
+    def _warm(self, module: str) -> None:
+        """Import ``module`` so later children find it warm, unless a candidate could
+        have planted it: it must come from outside the target's folder and predate us."""
+        if module in self.warm_modules or module in sys.modules:
+            return
+        try:
+            spec = importlib.util.find_spec(module.split(".")[0])
+        except (ImportError, ValueError):
+            return
+        if spec is None:
+            return
+        places = [spec.origin or "", *(spec.submodule_search_locations or [])]
+        for place in filter(None, places):
+            path = os.path.realpath(place)
+            if path.startswith(self.root + os.sep):
+                return
+            try:
+                if os.path.exists(path) and os.stat(path).st_mtime > self.started:
+                    return
+            except OSError:
+                return
         try:
             __import__(module)
         except BaseException:
-            return False
+            return
         self.warm_modules.add(module)
-        return True
 
     # -- running candidates --------------------------------------------------------
     def start(self, request: dict[str, Any]) -> None:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        result_path = os.path.join(self.tmp, f"{request['id']}.pkl")
+        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, result
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects that exist now are never collected in the child: the collector then
         # does not write to (and so copy) the pages the child shares with us.
         gc.freeze()
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, reported through result_path
-            os.close(out_r)
-            os.close(err_r)
-            _child(self, request, out_w, err_w, result_path)
-        os.close(out_w)
-        os.close(err_w)
+        if pid == 0:  # pragma: no cover - runs in the child, reports through its pipes
+            for read, _ in pipes:
+                os.close(read)
+            _child(self, request, *(write for _, write in pipes))
+        for _, write in pipes:
+            os.close(write)
         cap = int(request.get("output_cap") or 65536)
         now = time.monotonic()
+        (out, _), (err, _), (result, _) = pipes
         child = _Child(
             request=request,
             pid=pid,
             started=now,
             deadline=now + float(request.get("timeout") or 1e9),
-            result_path=result_path,
-            streams={out_r: _Stream(cap, scan=True), err_r: _Stream(cap)},
+            streams={out: _Stream(cap, scan=True), err: _Stream(cap), result: _Stream(cap, whole=True)},
         )
         for fd in child.streams:
             os.set_blocking(fd, False)
@@ -182,6 +231,11 @@ class Worker:
             child.cancelled = True
             self.kill(child)
 
+    def _close(self, fd: int, child: _Child) -> None:
+        self.selector.unregister(fd)
+        os.close(fd)
+        child.streams[fd].finish()
+
     def _drain(self, fd: int, child: _Child) -> bool:
         """Read what ``fd`` has; False once it reached end of file."""
         try:
@@ -191,9 +245,7 @@ class Worker:
         if data:
             child.streams[fd].feed(data)
             return True
-        self.selector.unregister(fd)
-        os.close(fd)
-        child.streams[fd].finish()
+        self._close(fd, child)
         return False
 
     def _reap(self, child: _Child, block: bool) -> bool:
@@ -210,7 +262,8 @@ class Worker:
         return True
 
     def _finish(self, child: _Child) -> None:
-        # The candidate may have left grandchildren holding the pipes open: kill the group.
+        # The candidate may have left grandchildren holding the pipes open: kill the group,
+        # then read what is already in the pipes without waiting for more.
         self.kill(child)
         for fd in list(child.streams):
             try:
@@ -218,10 +271,8 @@ class Worker:
             except KeyError:
                 continue
             while self._drain(fd, child):
-                if not _readable(fd):
-                    self.selector.unregister(fd)
-                    os.close(fd)
-                    child.streams[fd].finish()
+                if not select.select([fd], [], [], 0)[0]:
+                    self._close(fd, child)
                     break
         del self.children[child.pid]
         self.conn.send(("done", _report(child)))
@@ -262,6 +313,8 @@ class Worker:
             self.conn.send(("ready", self.setup(payload)))
         elif kind == "run":
             self.start(payload)
+        elif kind == "protect":
+            self.off_limits = list(payload)
         elif kind == "warm":
             for module in payload:
                 self._warm(module)
@@ -273,22 +326,15 @@ class Worker:
         return True
 
 
-def _readable(fd: int) -> bool:
-    import select
-
-    ready, _, _ = select.select([fd], [], [], 0)
-    return bool(ready)
-
-
 def _report(child: _Child) -> dict[str, Any]:
-    out, err = child.streams.values()
+    out, err, result_stream = child.streams.values()
     result: dict[str, Any] = {}
-    try:
-        with open(child.result_path, "rb") as handle:
-            result = pickle.load(handle)
-        os.unlink(child.result_path)
-    except (OSError, EOFError, pickle.UnpicklingError):
-        pass  # killed before it could report: judged from its exit status below
+    if not result_stream.truncated:
+        try:
+            loaded = json.loads(bytes(result_stream.tail) or b"{}")
+            result = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            result = {}  # garbage on the result pipe: judged from the exit status below
     status = child.status or 0
     error: str | None
     if child.cancelled:
@@ -296,8 +342,8 @@ def _report(child: _Child) -> dict[str, Any]:
     elif child.timed_out:
         kind = "timeout"
         error = f"timed out after {child.request.get('timeout')}s (raise --timeout to allow longer)"
-    elif result.get("kind"):
-        kind, error = result["kind"], result.get("error")
+    elif result.get("kind") in ("ok", "crash"):
+        kind, error = result["kind"], _text(result.get("error")) or None
     elif os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         kind = "crash"
@@ -306,32 +352,59 @@ def _report(child: _Child) -> dict[str, Any]:
             error += " (out of memory? raise --memory-limit)"
     else:
         kind, error = "crash", f"exited with status {os.waitstatus_to_exitcode(status)}"
+    figures = []
+    for item in result.get("figures", [])[:8] if isinstance(result.get("figures"), list) else []:
+        try:
+            figures.append(base64.b64decode(str(item), validate=True))
+        except ValueError:
+            continue
     return {
         "id": child.request["id"],
         "kind": kind,
         "error": error,
         "stdout_tail": out.text(),
         "stderr_tail": err.text(),
-        "metric_text": b"\n".join(out.metric_lines).decode("utf-8", errors="replace"),
+        "metric_text": out.metric_text(),
         "duration_s": time.monotonic() - child.started,
-        "figures": result.get("figures", []),
-        "touched": result.get("touched", []),
-        "imported": result.get("imported", []),
+        "figures": figures,
+        "touched": _strings(result.get("touched")),
+        "written": _strings(result.get("written")),
+        "imported": _strings(result.get("imported")),
     }
 
 
-def _off_limits_hook(patterns: list[str], touched: list[str]) -> Callable[[str, tuple[Any, ...]], None]:
-    root = os.getcwd()
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
-    def matches(path: Any) -> str | None:
+
+def _strings(value: Any, limit: int = 1000) -> list[str]:
+    return [v for v in value[:limit] if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """Glob semantics, as ``glob.glob``: ``*`` stays within a folder, ``**`` spans folders."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return _match(parts, [p for p in pattern.split("/") if p not in ("", ".")])
+
+
+def _match(parts: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
+
+
+def _off_limits_hook(
+    root: str, patterns: list[str], touched: list[str], written: list[str]
+) -> Callable[[str, tuple[Any, ...]], None]:
+    def relative(path: Any) -> str | None:
         if isinstance(path, int) or path is None:
             return None
-        full = os.path.realpath(os.path.join(root, os.fsdecode(path)))
-        relative = os.path.relpath(full, root)
-        for pattern in patterns:
-            if fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(full, pattern):
-                return relative
-        return None
+        # Resolved at the time of the call: the candidate may have changed directory.
+        full = os.path.realpath(os.path.join(os.getcwd(), os.fsdecode(path)))
+        name = os.path.relpath(full, root)
+        return None if name.startswith("..") else name.replace(os.sep, "/")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         paths: tuple[Any, ...] = ()
@@ -344,22 +417,30 @@ def _off_limits_hook(patterns: list[str], touched: list[str]) -> Callable[[str, 
         elif event in ("os.remove", "os.rename", "os.truncate", "shutil.rmtree", "os.rmdir"):
             paths = args[:2] if event == "os.rename" else args[:1]
         for path in paths:
-            name = matches(path)
-            if name is not None:
+            name = relative(path)
+            if name is None:
+                continue
+            if any(glob_match(name, pattern) for pattern in patterns):
                 touched.append(name)
                 raise PermissionError(f"{name} is off limits for candidates")
+            if len(written) < 1000:
+                written.append(name)
 
     return hook
 
 
-def _child(
-    worker: Worker, request: dict[str, Any], out_w: int, err_w: int, result_path: str
-) -> None:  # pragma: no cover - runs in the forked child
+def _child(worker: Worker, request: dict[str, Any], out_w: int, err_w: int, result_w: int) -> None:  # pragma: no cover
     code = 0
     try:
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        worker.conn.close()  # the candidate must not speak the worker's protocol
+        # Nothing of the worker's may reach the candidate: its protocol socket, its
+        # selector, and the pipes and pidfds of sibling candidates.
+        worker.conn.close()
+        worker.selector.close()
+        for sibling in worker.children.values():
+            for fd in sibling.fds():
+                os.close(fd)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.close(out_w)
@@ -368,17 +449,18 @@ def _child(
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
         limit_mb = request.get("memory_mb")
         if limit_mb:
-            mapped = _mapped_bytes()
-            limit = mapped + int(limit_mb) * 1024 * 1024
+            limit = _mapped_bytes() + int(limit_mb) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         result = _execute(worker, request)
     except BaseException as err:
         result = {"kind": "crash", "error": f"{type(err).__name__}: {err}"}
     try:
-        with open(result_path, "wb") as handle:
-            pickle.dump(result, handle)
         sys.stdout.flush()
         sys.stderr.flush()
+        data = json.dumps(result).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(result_w, view) :]
     except BaseException:
         code = 1
     os._exit(code)
@@ -386,8 +468,8 @@ def _child(
 
 def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
     touched: list[str] = []
-    if worker.off_limits:
-        sys.addaudithook(_off_limits_hook(worker.off_limits, touched))
+    written: list[str] = []
+    sys.addaudithook(_off_limits_hook(worker.root, worker.off_limits, touched, written))
     before = set(sys.modules)
     namespace = dict(worker.namespace)
     kind, error = "ok", None
@@ -405,14 +487,14 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
         if isinstance(err, MemoryError):
             error += f" (memory limit {request.get('memory_mb')} MB: raise --memory-limit)"
     sys.stdout.flush()
-    # Full names: lazily imported submodules (pandas.io.parsers...) are warmed too.
-    imported = sorted(set(sys.modules) - before)
     return {
         "kind": kind,
         "error": error,
-        "figures": _figures(),
+        "figures": [base64.b64encode(png).decode() for png in _figures()],
         "touched": touched,
-        "imported": imported,
+        "written": sorted(set(written)),
+        # Full names: lazily imported submodules (pandas.io.parsers...) are warmed too.
+        "imported": sorted(set(sys.modules) - before),
     }
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,7 +91,11 @@ def _run(args: argparse.Namespace) -> int:
         session = session_from_options(target, options)
         session.subscribe(ProgressPrinter(sys.stderr))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
-        signal.signal(signal.SIGTERM, lambda *_, current=session: current.stop())
+        signal.signal(
+            signal.SIGTERM,
+            # Not stop() here: the handler may interrupt this thread mid-send to the worker.
+            lambda *_, current=session: threading.Thread(target=current.stop, daemon=True).start(),
+        )
         first_new = len(load_runs(session)) + 1
         session.run()
         latest[session.name] = session
@@ -155,7 +160,7 @@ def _with_infeasible(insertion: Insertion, session: Session) -> Insertion:
 
     notes = {}
     for record in insertion.records:
-        broken = [v for c in session.task.constraints if (v := c.violation(record.metrics))]
+        broken = session.task.violations(record.metrics)
         if broken:
             notes[record.run] = "; ".join(broken)
     return replace(insertion, infeasible=notes)

@@ -1,3 +1,4 @@
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -166,3 +167,90 @@ def test_helpers() -> None:
     assert scrub_environment({"OPENAI_API_KEY": "k", "HF_TOKEN": "t", "MY_SECRET_X": "s", "PATH": "/bin"}) == {
         "PATH": "/bin"
     }
+
+
+def test_nothing_a_candidate_writes_is_executed_by_the_worker(tmp_path: Path) -> None:
+    import pickle
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    payload = pickle.dumps(Payload())
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path))
+        bad = run(
+            ev,
+            f"""
+            import os
+            for fd in range(3, 256):
+                try:
+                    os.write(fd, {payload!r})
+                except OSError:
+                    pass
+            os._exit(0)
+        """,
+        )
+        after = run(ev, "import builtins\nprint('METRIC clean=' + str(int(not hasattr(builtins, 'POISON'))))")
+    assert bad.kind == "crash" and not (tmp_path / "pwned").exists()
+    assert after.kind == "ok" and after.metrics == {"clean": 1.0}
+
+
+def test_the_last_metric_survives_a_flood_of_metric_lines(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "for i in range(20000): print(f'METRIC loss={i}')\nprint('METRIC val_loss=0.123')")
+    assert outcome.metrics == {"loss": 19999.0, "val_loss": 0.123}
+
+
+def test_a_refused_last_value_keeps_the_earlier_valid_one(evaluator: ForkEvaluator) -> None:
+    outcome = run(evaluator, "print('METRIC x=2')\nprint('METRIC x=nan')")
+    assert outcome.metrics == {"x": 2.0} and "not finite" in outcome.problems[0]
+
+
+def test_off_limits_patterns_follow_glob_rules_and_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a\n")
+    (tmp_path / "sub").mkdir()
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
+        nested = run(ev, "open('sub/out.csv', 'w').write('x')\nprint('METRIC x=1')")
+        moved = run(ev, "import os\nos.chdir('sub')\nopen('../data.csv', 'w').write('x')")
+    assert nested.kind == "ok" and nested.touched == () and nested.written == ("sub/out.csv",)
+    assert moved.kind == "crash" and moved.touched == ("data.csv",)
+    assert (tmp_path / "data.csv").read_text() == "a\n"
+
+
+def test_a_symlink_planted_over_a_protected_file_is_replaced_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a\n")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("keep me")
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path, off_limits=("data.csv",)))
+        outcome = run(ev, f"import os\nos.system('rm data.csv; ln -s {outside} data.csv')")
+    assert outcome.touched == ("data.csv",)
+    assert not (tmp_path / "data.csv").is_symlink() and (tmp_path / "data.csv").read_text() == "a\n"
+    assert outside.read_text() == "keep me"
+
+
+def test_candidates_see_no_descriptor_of_the_worker_or_their_siblings(tmp_path: Path) -> None:
+    code = "import os, time\ntime.sleep(0.3)\nprint('METRIC fds=' + str(len(os.listdir('/proc/self/fd'))))"
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path))
+        alone = run(ev, code)
+        together = ev.evaluate([code] * 4)
+    assert {o.metrics["fds"] for o in together} == {alone.metrics["fds"]}
+    assert alone.metrics["fds"] <= 5  # stdin, stdout, stderr, the result pipe, listdir's own
+
+
+def test_starting_and_closing_leaks_no_descriptors_or_files(tmp_path: Path) -> None:
+    import tempfile
+
+    def count() -> tuple[int, int]:
+        return len(os.listdir("/proc/self/fd")), len(list(Path(tempfile.gettempdir()).glob("autoresearch-*")))
+
+    with ForkEvaluator(timeout=10) as ev:
+        ev.start(WorkerSetup(folder=tmp_path))
+    before = count()
+    for _ in range(5):
+        with ForkEvaluator(timeout=10) as ev:
+            ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
+            run(ev, "print('METRIC x=1')")
+    assert count() == before

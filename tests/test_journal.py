@@ -143,3 +143,25 @@ def test_ideas_backlog(tmp_path: Path) -> None:
     journal.add_ideas(["try DP", "integer cents"])
     assert journal.read_ideas() == ["try DP", "try MILP", "integer cents"]
     journal.close()
+
+
+def test_a_whole_last_record_without_newline_is_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "log.jsonl").write_text(json.dumps(record(1, 1.0).to_json()))  # saved by an editor, no newline
+    journal = Journal(folder)
+    journal.append_run(record(2, 2.0))
+    journal.close()
+    assert [r.run for r in read_log(folder).runs] == [1, 2]
+
+
+def test_a_long_partial_fragment_is_cut_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "s")
+    journal.append_run(record(1, 1.0))
+    journal.close()
+    with open(tmp_path / "s" / "log.jsonl", "a") as handle:
+        handle.write('{"run": 2, "code": "' + "x" * 200_000)  # a big record cut short
+    journal = Journal(tmp_path / "s")
+    journal.append_run(record(2, 2.0))
+    journal.close()
+    assert [r.run for r in read_log(tmp_path / "s").runs] == [1, 2]

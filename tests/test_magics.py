@@ -205,7 +205,7 @@ def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_pat
     panel._add_row("cost", "<=", "abc")
     panel._apply_constraints()
     assert "Not applied" in panel.constraint_error.value
-    assert "spend is not a metric any run reported" in panel.rows.children[0].children[4].value
+    assert "names spend, which no run reported" in panel.rows.children[0].children[4].value
     assert "must compare against a number" in panel.rows.children[1].children[4].value
     panel._remove_row(panel.rows.children[0])
     panel.rows.children[0].children[2].value = "0.5"

@@ -483,3 +483,61 @@ def test_replay_with_parallel_serves_each_proposal_once(tmp_path: Path) -> None:
     session = make(tmp_path, [(f"h{i}", metric_cell(i + 2)) for i in range(5)], parallel=2)
     session.run()
     assert [r.metric for r in session.runs] == [1, 2, 3, 4, 5, 6]
+
+
+def test_default_off_limits_leave_out_files_the_cell_writes(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a\n")
+    (tmp_path / "results.json").write_text("{}")  # from an earlier run by hand
+    code = "open('data.csv').read()\nopen('results.json', 'w').write('{}')\n" + metric_cell(1)
+    session = make(tmp_path, [("touch data", "open('data.csv', 'w').write('')\n" + metric_cell(5))], code=code)
+    session.run()
+    assert session.task.off_limits == ("data.csv",)
+    assert [r.status for r in session.runs] == ["keep", "violation"]
+
+
+def test_stop_while_paused_abandons_the_running_candidate(tmp_path: Path) -> None:
+    session = make(tmp_path, [("slow", "import time\ntime.sleep(60)")], timeout=120)
+
+    def on_event(event: ar.Event) -> None:
+        if isinstance(event, ar.EvaluationStarted) and event.run == 2:
+            session.pause()
+            threading.Timer(0.3, session.stop).start()
+
+    session.subscribe(on_event)
+    started = time.monotonic()
+    session.run()
+    assert session.stop_reason == "user" and time.monotonic() - started < 15
+
+
+def test_a_session_locked_elsewhere_fails_cleanly(tmp_path: Path) -> None:
+    from jupyter_autoresearch._journal import Journal
+
+    session = make(tmp_path, [])
+    holder = Journal(session.folder)  # as if the CLI were running this session
+    try:
+        with pytest.raises(ar.JournalError, match="running in another process"):
+            session.run()
+        assert session.state == "stopped" and session.stop_reason == "error"
+    finally:
+        holder.close()
+    session.run()  # and it can run once the other process let go
+    assert session.stop_reason == "done"
+
+
+def test_steering_notes_do_not_multiply_on_resume(tmp_path: Path) -> None:
+    proposals = [(f"h{i}", metric_cell(i + 2)) for i in range(6)]
+    first = make(tmp_path, proposals, max_iterations=2)
+    first.subscribe(lambda e: isinstance(e, Decision) and e.record.run == 1 and first.steer("keep it simple"))
+    first.run()
+    for _ in range(2):
+        again = make(tmp_path, proposals, max_iterations=1)
+        again.run()
+    assert again.notes == ["keep it simple"]
+
+
+def test_an_unknown_model_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    session = create_session(tmp_path / "bench.py", maximize="x", model="gpt5-nonsense")
+    with pytest.raises(ar.ProposalError, match="names no provider; write it as provider/model"):
+        session.run()
+    assert session.stop_reason == "error" and "names no provider" in session.stop_detail

@@ -1,0 +1,30 @@
+"""Plain-text formatting shared by the terminal, HTML and prompt views."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["change", "number", "short"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def number(value: float | None, missing: str = "-") -> str:
+    """A metric value with up to eight significant digits."""
+    return missing if value is None else f"{value:.8g}"
+
+
+def change(value: float | None, reference: float | None) -> str:
+    """``+2.2469 (+2.08%)``: ``value`` against ``reference``; empty when equal or unknown."""
+    if value is None or reference is None or value == reference:
+        return ""
+    delta = value - reference
+    percent = f" ({delta / abs(reference) * 100:+.2f}%)" if reference else ""
+    return f"{delta:+.6g}{percent}"
+
+
+def short(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, without control characters (a model's
+    or a candidate's text must not drive the terminal)."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
