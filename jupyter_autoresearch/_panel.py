@@ -53,16 +53,15 @@ class _Throttle:
 
     def poke(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                return  # a flush is already scheduled: it will show this change too
             wait = self._last + self.interval - time.monotonic()
-            if wait <= 0:
-                self._last = time.monotonic()
-            elif self._timer is None:
+            if wait > 0:
                 self._timer = threading.Timer(wait, self._fire)
                 self._timer.daemon = True
                 self._timer.start()
                 return
-            else:
-                return
+            self._last = time.monotonic()
         self.flush()
 
     def _fire(self) -> None:
