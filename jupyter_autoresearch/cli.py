@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutoresearchError as err:
         print(f"jupyter-autoresearch: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a file we were asked to read or write
+        print(f"jupyter-autoresearch: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("jupyter-autoresearch: interrupted", file=sys.stderr)
         return 130

@@ -303,3 +303,12 @@ def test_insert_best_writes_only_the_winner(tmp_path: Path, capsys: pytest.Captu
     assert cli("run", nb, "--insert", "best", capsys=capsys)[0] == 0
     copy = nbformat.read(tmp_path / "nb.autoresearch.ipynb", as_version=4)
     assert [c.metadata["autoresearch"]["run"] for c in copy.cells if "autoresearch" in c.metadata] == [3]
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    nb = notebook(tmp_path / "nb.ipynb", [f"%%autoresearch --maximize x --model replay:{rec.name}\n{metric_cell(1)}"])
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, _, err = cli("run", nb, "--output", tmp_path / "taken" / "out.ipynb", capsys=capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("jupyter-autoresearch: error: ")
