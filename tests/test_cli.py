@@ -227,74 +227,56 @@ def test_console_script_and_jupyter_subcommand(tmp_path: Path) -> None:
         assert json.loads(done.stdout)["best"]["metric"] == 2
 
 
+class SlowRun:
+    """The CLI in a subprocess on a script whose recorded candidates each sleep a while."""
+
+    def __init__(self, folder: Path, proposals: int, sleep: float) -> None:
+        (folder / "bench.py").write_text(metric_cell(1))
+        slow = [(f"step {i}", metric_cell(i + 2, f"import time\ntime.sleep({sleep})")) for i in range(proposals)]
+        rec = write_recording(folder / "rec.jsonl", slow)
+        self.folder = folder
+        self.command = [sys.executable, "-m", "jupyter_autoresearch.cli", "run", "bench.py", "--maximize", "x",
+                        "--model", f"replay:{rec}"]  # fmt: skip
+        self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        self.log = folder / ".autoresearch" / "bench" / "log.jsonl"
+        self.process = subprocess.Popen(self.command, cwd=folder, env=self.env, stderr=subprocess.PIPE, text=True)
+
+    def wait_for_runs(self, count: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not self.log.exists() or self.log.read_text().count('"run"') < count):
+            time.sleep(0.05)
+
+    def logged(self) -> list[int]:
+        whole = [json.loads(line) for line in self.log.read_text().splitlines() if line.endswith("}")]
+        return [data["run"] for data in whole if "run" in data]
+
+
 def test_kill_mid_run_then_resume(tmp_path: Path) -> None:
     """A kill -9 mid-session loses nothing that was logged; running again carries on."""
-    (tmp_path / "bench.py").write_text(metric_cell(1))
-    slow = [(f"step {i}", metric_cell(i + 2, "import time\ntime.sleep(0.4)")) for i in range(8)]
-    rec = write_recording(tmp_path / "rec.jsonl", slow)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter_autoresearch.cli",
-        "run",
-        "bench.py",
-        "--maximize",
-        "x",
-        "--model",
-        f"replay:{rec}",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / ".autoresearch" / "bench" / "log.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"run"') < 4):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    with open(log, "a") as handle:
+    slow = SlowRun(tmp_path, proposals=8, sleep=0.4)
+    slow.wait_for_runs(4)
+    slow.process.send_signal(signal.SIGKILL)
+    slow.process.wait()
+    with open(slow.log, "a") as handle:
         handle.write('{"run": 99, "status": "ke')  # as if the kill landed mid-write
-    logged = [json.loads(line)["run"] for line in log.read_text().splitlines()[:-1] if '"run"' in line]
-    assert len(logged) >= 4
-    done = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert len(slow.logged()) >= 4
+    done = subprocess.run([*slow.command, "--json"], cwd=tmp_path, env=slow.env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["runs"] == 9 and summary["best"]["metric"] == 9
-    runs = [json.loads(line)["run"] for line in log.read_text().splitlines() if '"run"' in line]
-    assert runs == list(range(1, 10))  # numbering carried on; the partial line is gone
+    assert slow.logged() == list(range(1, 10))  # numbering carried on; the partial line is gone
 
 
 def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
-    (tmp_path / "bench.py").write_text(metric_cell(1))
-    slow = [(f"step {i}", metric_cell(i + 2, "import time\ntime.sleep(0.5)")) for i in range(20)]
-    rec = write_recording(tmp_path / "rec.jsonl", slow)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_autoresearch.cli",
-            "run",
-            "bench.py",
-            "--maximize",
-            "x",
-            "--model",
-            f"replay:{rec}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log = tmp_path / ".autoresearch" / "bench" / "log.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"run"') < 3):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    slow = SlowRun(tmp_path, proposals=20, sleep=0.5)
+    slow.wait_for_runs(3)
+    slow.process.send_signal(signal.SIGINT)
+    _, err = slow.process.communicate(timeout=60)
+    assert slow.process.returncode == 130
     assert "stopped (interrupted" in err and "Traceback" not in err
-    runs = [json.loads(line) for line in log.read_text().splitlines() if '"run"' in line]
-    assert [r["run"] for r in runs] == list(range(1, len(runs) + 1))  # every logged line is whole
+    runs = slow.logged()
+    assert runs == list(range(1, len(runs) + 1))  # every logged line is whole
 
 
 def test_insert_best_writes_only_the_winner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
