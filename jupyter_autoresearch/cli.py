@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ._cells import Insertion, write_notebook_copy
+    from ._events import Event, SessionStarted
     from ._factory import notebook_options, session_from_options
     from ._options import options_from_namespace
     from ._report import ProgressPrinter, history_table
@@ -99,8 +100,16 @@ def _run(args: argparse.Namespace) -> int:
             # Not stop() here: the handler may interrupt this thread mid-send to the worker.
             lambda *_, current=session: threading.Thread(target=current.stop, daemon=True).start(),
         )
-        first_new = len(load_runs(session)) + 1
+        # The session reads its log when it starts; what it had then is not this cell's work.
+        started: list[int] = []
+
+        def note_start(event: Event, seen: list[int] = started) -> None:
+            if isinstance(event, SessionStarted):
+                seen.append(event.runs)
+
+        session.subscribe(note_start)
         session.run()
+        first_new = started[0] + 1
         latest[session.name] = session
         summaries.append(session.summary())
         print(file=sys.stderr)
@@ -137,14 +146,6 @@ def _run(args: argparse.Namespace) -> int:
             summary["cells"] = summaries
         print(json.dumps(summary, indent=2))
     return 130 if session.stop_reason == "interrupted" else 0
-
-
-def load_runs(session: Session) -> tuple[RunRecord, ...]:
-    """The runs already logged in the session's folder (before it runs again)."""
-    from ._journal import read_log
-
-    log = session.folder / "log.jsonl"
-    return read_log(log).runs if log.exists() else ()
 
 
 def _to_insert(session: Session, mode: str, first_new: int) -> list[RunRecord]:
