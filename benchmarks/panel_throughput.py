@@ -21,8 +21,8 @@ sys.path.insert(0, str(HERE.parent))
 
 def main() -> None:
     import jupyter_autoresearch as ar
-    from jupyter_autoresearch._panel import Panel
-    from jupyter_autoresearch._records import RunRecord
+    from jupyter_autoresearch.notebook._panel import Panel
+    from jupyter_autoresearch.protocol._records import RunRecord
 
     folder = Path(tempfile.mkdtemp())
     (folder / "bench.py").write_text("print('METRIC x=1')\n")

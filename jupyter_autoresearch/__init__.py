@@ -10,21 +10,7 @@ runs headless with ``jupyter-autoresearch run``. The Python API::
     session.runs_dataframe()
 """
 
-from ._constraints import Constraint, parse_constraint
-from ._errors import (
-    AutoresearchError,
-    BaselineError,
-    ConstraintError,
-    EvaluationError,
-    ExportError,
-    JournalError,
-    MetricParseError,
-    OptionsError,
-    ProposalError,
-    TargetError,
-)
-from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
-from ._events import (
+from .engine._events import (
     BaselineDone,
     ConstraintsChanged,
     Decision,
@@ -39,12 +25,26 @@ from ._events import (
     Stopped,
     TaskInferred,
 )
-from ._factory import create_session, load_session
-from ._metrics import metric, parse_metrics
-from ._propose import Proposal, ProposalContext, Proposer, ReplayProposer
-from ._records import RunRecord
-from ._session import Session
-from ._task import Limits, TaskSpec, Threshold
+from .engine._factory import create_session, load_session
+from .engine._session import Session
+from .isolation._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
+from .proposers._propose import Proposal, ProposalContext, Proposer, ReplayProposer
+from .protocol._constraints import Constraint, parse_constraint
+from .protocol._errors import (
+    AutoresearchError,
+    BaselineError,
+    ConstraintError,
+    EvaluationError,
+    ExportError,
+    JournalError,
+    MetricParseError,
+    OptionsError,
+    ProposalError,
+    TargetError,
+)
+from .protocol._metrics import metric, parse_metrics
+from .protocol._records import RunRecord
+from .protocol._task import Limits, TaskSpec, Threshold
 
 __version__ = "0.1.0"
 
@@ -101,11 +101,11 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # litellm and IPython take seconds to import: only on first use.
     if name == "LiteLLMProposer":
-        from ._litellm import LiteLLMProposer
+        from .proposers._litellm import LiteLLMProposer
 
         return LiteLLMProposer
     if name == "sessions":
-        from ._registry import sessions
+        from .notebook._registry import sessions
 
         return sessions
     raise AttributeError(f"module 'jupyter_autoresearch' has no attribute {name!r}")
@@ -113,7 +113,7 @@ def __getattr__(name: str) -> object:
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext jupyter_autoresearch``: register the magics."""
-    from ._magics import load_ipython_extension as load
+    from .notebook._magics import load_ipython_extension as load
 
     load(ipython)
 

@@ -1,4 +1,4 @@
-from jupyter_autoresearch._answer import parse_answer
+from jupyter_autoresearch.protocol._answer import parse_answer
 
 
 def test_hypothesis_and_last_python_block() -> None:

@@ -1,7 +1,7 @@
 import pytest
 
 from jupyter_autoresearch import ConstraintError, parse_constraint
-from jupyter_autoresearch._constraints import parse_constraints
+from jupyter_autoresearch.protocol._constraints import parse_constraints
 
 
 @pytest.mark.parametrize(

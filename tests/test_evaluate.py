@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_autoresearch import ForkEvaluator, WorkerSetup
-from jupyter_autoresearch._evaluate import imported_modules, scrub_environment
+from jupyter_autoresearch.isolation._evaluate import imported_modules, scrub_environment
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from conftest import EXAMPLES
 
 from jupyter_autoresearch import load_session
-from jupyter_autoresearch._journal import read_log
 from jupyter_autoresearch.cli import main
+from jupyter_autoresearch.journal._journal import read_log
 
 
 @pytest.fixture

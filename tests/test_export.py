@@ -10,7 +10,7 @@ import pytest
 from conftest import metric_cell, write_recording
 
 from jupyter_autoresearch import ExportError, create_session
-from jupyter_autoresearch._export import export_branch, export_file, export_notebook
+from jupyter_autoresearch.notebook._export import export_branch, export_file, export_notebook
 
 
 def git(folder: Path, *args: str) -> str:

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_autoresearch import JournalError, RunRecord, load_session
-from jupyter_autoresearch._journal import Journal, read_log
-from jupyter_autoresearch._records import SegmentConfig
+from jupyter_autoresearch.journal._journal import Journal, read_log
+from jupyter_autoresearch.protocol._records import SegmentConfig
 
 PI_LOG = Path(__file__).parent / "files" / "pi_autoresearch_marketing.jsonl"
 

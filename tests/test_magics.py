@@ -11,7 +11,7 @@ from conftest import metric_cell, write_recording
 from llm_server import LLMServer, Reply, answer
 
 import jupyter_autoresearch as ar
-from jupyter_autoresearch import _registry
+from jupyter_autoresearch.notebook import _registry
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_traitlets_config_sets_defaults_and_the_line_wins(
 
 
 def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
-    from jupyter_autoresearch._panel import Panel
+    from jupyter_autoresearch.notebook._panel import Panel
 
     rec = write_recording(
         tmp_path / "rec.jsonl",
@@ -191,7 +191,7 @@ def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
 
 
 def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_path: Path) -> None:
-    from jupyter_autoresearch._panel import Panel
+    from jupyter_autoresearch.notebook._panel import Panel
 
     slow = [(f"h{i}", metric_cell(i + 2, "import time\ntime.sleep(0.2)")) for i in range(30)]
     rec = write_recording(tmp_path / "rec.jsonl", slow, segment_of=[0] * 10 + [1] * 20)
@@ -222,7 +222,7 @@ def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_pat
 
 
 def test_model_text_reaches_the_panel_escaped(tmp_path: Path, llm: LLMServer) -> None:
-    from jupyter_autoresearch._panel import Panel
+    from jupyter_autoresearch.notebook._panel import Panel
 
     evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     llm.add(Reply(f"Hypothesis: {evil}\n```python\nprint('{evil}')\nprint('METRIC x=2')\n```", chunk=7), "DONE: x")
@@ -240,7 +240,7 @@ def test_model_text_reaches_the_panel_escaped(tmp_path: Path, llm: LLMServer) ->
 
 
 def test_reasoning_redraws_are_throttled(tmp_path: Path) -> None:
-    from jupyter_autoresearch._panel import Panel
+    from jupyter_autoresearch.notebook._panel import Panel
 
     session = ar.create_session(
         _script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}"
@@ -258,8 +258,8 @@ def test_reasoning_redraws_are_throttled(tmp_path: Path) -> None:
 
 
 def test_long_histories_page(tmp_path: Path) -> None:
-    from jupyter_autoresearch._panel import PAGE, Panel
-    from jupyter_autoresearch._records import RunRecord
+    from jupyter_autoresearch.notebook._panel import PAGE, Panel
+    from jupyter_autoresearch.protocol._records import RunRecord
 
     session = ar.create_session(
         _script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}"

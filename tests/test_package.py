@@ -79,7 +79,7 @@ def test_importing_the_package_does_not_import_heavy_modules() -> None:
 
 
 def test_every_error_derives_from_the_root() -> None:
-    from jupyter_autoresearch import _errors
+    from jupyter_autoresearch.protocol import _errors
 
     for name in _errors.__all__:
         assert issubclass(getattr(_errors, name), jupyter_autoresearch.AutoresearchError)
@@ -91,3 +91,50 @@ def test_lint_and_types(command: list[str]) -> None:
         pytest.fail(f"{command[0]} is missing: pip install -e '.[test]'")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: The design's layers, inside out: a module may import its own layer and those before it.
+LAYERS = ["protocol", "isolation", "proposers", "journal", "views", "engine", "notebook", "cli"]
+
+
+def _imported_layers(path: Path) -> set[str]:
+    """The package folders a module imports from (relative or absolute imports)."""
+    import ast
+
+    package = path.relative_to(ROOT).parts[:-1]  # ('jupyter_autoresearch', 'engine')
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[: len(package) - node.level + 1])
+                parts = base + (node.module.split(".") if node.module else [])
+            else:
+                parts = (node.module or "").split(".")
+            if parts[:1] == ["jupyter_autoresearch"]:
+                found.add(parts[1] if len(parts) > 1 and parts[1] in LAYERS else "")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "jupyter_autoresearch":
+                    found.add(parts[1] if len(parts) > 1 and parts[1] in LAYERS else "")
+    return found
+
+
+def test_inner_layers_never_import_outer_ones() -> None:
+    package = ROOT / "jupyter_autoresearch"
+    assert sorted(p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(LAYERS)
+    wrong = []
+    for layer in LAYERS:
+        for module in (package / layer).rglob("*.py"):
+            for imported in _imported_layers(module):
+                # "" is the package root: only its public API, which the outermost layers may use.
+                if imported == "" or LAYERS.index(imported) > LAYERS.index(layer):
+                    if not (imported == "" and layer == "cli"):
+                        wrong.append(f"{module.relative_to(ROOT)} imports {imported or 'jupyter_autoresearch'}")
+    assert wrong == []
+
+
+def test_readme_lists_the_layers_of_the_tree() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = [layer for layer in LAYERS if f"`{layer}/`" in readme]
+    assert listed == LAYERS

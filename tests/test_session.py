@@ -510,7 +510,7 @@ def test_stop_while_paused_abandons_the_running_candidate(tmp_path: Path) -> Non
 
 
 def test_a_session_locked_elsewhere_fails_cleanly(tmp_path: Path) -> None:
-    from jupyter_autoresearch._journal import Journal
+    from jupyter_autoresearch.journal._journal import Journal
 
     session = make(tmp_path, [])
     holder = Journal(session.folder)  # as if the CLI were running this session

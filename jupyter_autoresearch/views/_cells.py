@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._records import RunRecord
+from ..protocol._records import RunRecord
 
 __all__ = [
     "INFEASIBLE_PREFIX",

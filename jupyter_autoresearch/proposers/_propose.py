@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._answer import parse_answer
-from ._errors import ProposalError
-from ._logfile import read_log
-from ._records import RunRecord
-from ._task import TaskSpec
+from ..journal._logfile import read_log
+from ..protocol._answer import parse_answer
+from ..protocol._errors import ProposalError
+from ..protocol._records import RunRecord
+from ..protocol._task import TaskSpec
 
 __all__ = ["DeltaCallback", "Proposal", "ProposalContext", "Proposer", "ReplayProposer"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import TargetError
+from ..protocol._errors import TargetError
 
 __all__ = ["MAGIC", "Target", "load_target", "load_targets", "split_magic"]
 

@@ -16,19 +16,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from ._errors import AutoresearchError, OptionsError
+from .. import __version__
+from ..protocol._errors import AutoresearchError, OptionsError
 
 if TYPE_CHECKING:
-    from ._cells import Insertion
-    from ._records import RunRecord
-    from ._session import Session
+    from ..engine._session import Session
+    from ..protocol._records import RunRecord
+    from ..views._cells import Insertion
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ._options import add_run_arguments, new_parser
+    from ..engine._options import add_run_arguments, new_parser
 
     parser = new_parser(
         "jupyter-autoresearch",
@@ -78,12 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._cells import Insertion, write_notebook_copy
-    from ._events import Event, SessionStarted
-    from ._factory import notebook_options, session_from_options
-    from ._options import options_from_namespace
-    from ._report import ProgressPrinter, history_table
-    from ._target import load_targets
+    from ..engine._events import Event, SessionStarted
+    from ..engine._factory import notebook_options, session_from_options
+    from ..engine._options import options_from_namespace
+    from ..engine._target import load_targets
+    from ..views._cells import Insertion, write_notebook_copy
+    from ..views._report import history_table
+    from ._progress import ProgressPrinter
 
     cli = options_from_namespace(vars(args))
     targets = load_targets(args.target, cell=cli.cell)
@@ -171,8 +172,8 @@ def _with_infeasible(insertion: Insertion, session: Session) -> Insertion:
 
 
 def _show(path: Path, *, as_json: bool) -> int:
-    from ._factory import load_session
-    from ._report import history_table
+    from ..engine._factory import load_session
+    from ..views._report import history_table
 
     session = load_session(path)
     for warning in session.warnings:

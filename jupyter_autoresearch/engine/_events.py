@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ._records import RunRecord
-from ._task import TaskSpec
+from ..protocol._records import RunRecord
+from ..protocol._task import TaskSpec
 
 __all__ = [
     "BaselineDone",

@@ -1,12 +1,11 @@
-"""Plain-text views of a session: the progress printer and the history table."""
+"""The CLI's live progress: one line per decision, on stderr."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import TextIO
 
-from ._events import (
+from ..engine._events import (
     BaselineDone,
     ConstraintsChanged,
     Decision,
@@ -17,11 +16,10 @@ from ._events import (
     Stopped,
     TaskInferred,
 )
-from ._format import change, number, short
-from ._records import RunRecord
-from ._task import TaskSpec
+from ..protocol._format import change, number, short
+from ..protocol._task import TaskSpec
 
-__all__ = ["ProgressPrinter", "history_table"]
+__all__ = ["ProgressPrinter"]
 
 _COLOURS = {
     "keep": "32",
@@ -32,29 +30,6 @@ _COLOURS = {
     "invalid": "31",
     "violation": "31",
 }
-
-
-def history_table(runs: Sequence[RunRecord], metric: str | None, *, width: int = 60) -> str:
-    """A fixed-width table of runs, one line each, segments separated."""
-    if not runs:
-        return "(no runs)"
-    baseline = runs[0].metric
-    header = f"{'run':>4}  {'seg':>3}  {'status':<10}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
-    lines = [header, "-" * min(len(header) + width, 140)]
-    segment = runs[0].segment
-    for r in runs:
-        if r.segment != segment:
-            segment = r.segment
-            constraints = ", ".join(r.constraints) or "none"
-            lines.append(f"{'':>4}  -- segment {segment}: constraints {constraints}")
-        note = r.hypothesis or r.description
-        if r.status != "keep" and r.error:
-            note = f"{note} [{r.error}]" if note else f"[{r.error}]"
-        lines.append(
-            f"{r.run:>4}  {r.segment:>3}  {r.status:<10}  {number(r.metric):>16}  "
-            f"{change(r.metric, baseline):>20}  {short(note, width)}"
-        )
-    return "\n".join(lines)
 
 
 class ProgressPrinter:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ._errors import OptionsError
-from ._session import Session
+from ..engine._session import Session
+from ..protocol._errors import OptionsError
 
 __all__ = ["current", "register", "sessions"]
 

@@ -25,9 +25,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import EvaluationError
-from ._metrics import parse_metrics
-from ._redact import is_secret_name
+from ..protocol._errors import EvaluationError
+from ..protocol._metrics import parse_metrics
+from ..protocol._redact import is_secret_name
 
 __all__ = [
     "Evaluator",

@@ -13,9 +13,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from ._constraints import OPERATORS, parse_constraint
-from ._errors import AutoresearchError
-from ._events import (
+from ..engine._events import (
     BaselineDone,
     ConstraintsChanged,
     Decision,
@@ -29,10 +27,12 @@ from ._events import (
     Stopped,
     TaskInferred,
 )
-from ._format import change, number
-from ._html import code_diff_html, history_html, output_html
-from ._plot import figure_png, metric_figure
-from ._session import Session
+from ..engine._session import Session
+from ..protocol._constraints import OPERATORS, parse_constraint
+from ..protocol._errors import AutoresearchError
+from ..protocol._format import change, number
+from ..views._html import code_diff_html, history_html, output_html
+from ..views._plot import figure_png, metric_figure
 
 __all__ = ["Panel"]
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from ._errors import ProposalError
+from ..protocol._errors import ProposalError
 from ._prompt import SYSTEM, proposal_request
 from ._propose import DeltaCallback, Proposal, ProposalContext, Proposer
 

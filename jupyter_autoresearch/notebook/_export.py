@@ -9,10 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._cells import variant_header
-from ._errors import ExportError
-from ._records import RunRecord
-from ._session import Session
+from ..engine._session import Session
+from ..protocol._errors import ExportError
+from ..protocol._records import RunRecord
+from ..views._cells import variant_header
 
 __all__ = ["EXPORT_TARGETS", "export_branch", "export_file", "export_notebook", "winner"]
 
@@ -52,7 +52,7 @@ def export_notebook(session: Session, path: str | Path) -> Path:
     """Write a new notebook: the setup cells, then the winner."""
     import nbformat
 
-    from ._cells import variant_cell
+    from ..views._cells import variant_cell
 
     best = winner(session)
     target = _resolve(session, path, ".ipynb")

@@ -17,10 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._constraints import Constraint, parse_constraints
+from ..isolation._evaluate import Evaluator, Outcome, WorkerSetup
+from ..journal._journal import Journal, SessionLog
+from ..proposers._prompt import INFERENCE_SYSTEM, inference_request, parse_task_draft, task_document
+from ..proposers._propose import Proposal, ProposalContext, Proposer
+from ..protocol._constraints import Constraint, parse_constraints
+from ..protocol._errors import AutoresearchError, BaselineError, ConstraintError, OptionsError
+from ..protocol._records import RunRecord, SegmentConfig
+from ..protocol._task import Limits, TaskSpec
 from ._decide import Verdict, confidence, judge
-from ._errors import AutoresearchError, BaselineError, ConstraintError, OptionsError
-from ._evaluate import Evaluator, Outcome, WorkerSetup
 from ._events import (
     BaselineDone,
     ConstraintsChanged,
@@ -37,12 +42,7 @@ from ._events import (
     Subscriber,
     TaskInferred,
 )
-from ._journal import Journal, SessionLog
-from ._prompt import INFERENCE_SYSTEM, inference_request, parse_task_draft, task_document
-from ._propose import Proposal, ProposalContext, Proposer
-from ._records import RunRecord, SegmentConfig
 from ._target import Target
-from ._task import Limits, TaskSpec
 
 if TYPE_CHECKING:
     import pandas
@@ -199,7 +199,7 @@ class Session:
         Returns:
             The matplotlib Axes.
         """
-        from ._plot import draw_metric
+        from ..views._plot import draw_metric
 
         if ax is None:
             import matplotlib.pyplot as plt
@@ -209,7 +209,7 @@ class Session:
         return draw_metric(ax, self.runs, self.task.metric, self.task.direction)
 
     def _repr_html_(self) -> str:
-        from ._html import summary_html
+        from ..views._html import summary_html
 
         state = self.state if not self.stop_reason else f"stopped ({self.stop_reason})"
         return summary_html(self.name, self.task.metric, self.runs, self.best_run, state)

@@ -16,17 +16,17 @@ from IPython.core.display_functions import display
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Enum, Float, Int, Unicode
 
+from ..engine._events import ConstraintsChanged, Decision, Event, Stopped
+from ..engine._factory import load_session, session_from_options
+from ..engine._options import RunOptions, new_parser, parse_magic_line
+from ..engine._session import Session
+from ..engine._target import Target, plain_python
+from ..protocol._errors import AutoresearchError, ExportError, OptionsError
+from ..views._cells import variant_cell
 from ._bridge import bridge, current_cell_id, extension_installed
-from ._cells import variant_cell
-from ._errors import AutoresearchError, ExportError, OptionsError
-from ._events import ConstraintsChanged, Decision, Event, Stopped
 from ._export import EXPORT_TARGETS, export_branch, export_file, export_notebook, winner
-from ._factory import load_session, session_from_options
-from ._options import RunOptions, new_parser, parse_magic_line
 from ._panel import Panel
 from ._registry import current, register
-from ._session import Session
-from ._target import Target, plain_python
 
 __all__ = ["AutoresearchMagics", "load_ipython_extension"]
 
@@ -213,7 +213,7 @@ class AutoresearchMagics(Magics):
         link.on_export = lambda to, arg: self.export(current(), to, arg)
         display(panel.widget)
         if not (options.model or "").startswith("replay:"):
-            from ._litellm import preload_litellm
+            from ..proposers._litellm import preload_litellm
 
             preload_litellm()  # seconds of import, off the kernel's main thread
         if not options.wait:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NoReturn
 
-from ._errors import OptionsError
+from ..protocol._errors import OptionsError
 
 __all__ = ["RunOptions", "add_run_arguments", "parse_magic_line", "parse_run_options"]
 

@@ -6,13 +6,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._constraints import parse_constraint
-from ._errors import ConstraintError, ProposalError
-from ._format import number, short
+from ..protocol._constraints import parse_constraint
+from ..protocol._errors import ConstraintError, ProposalError
+from ..protocol._format import number, short
+from ..protocol._records import RunRecord
+from ..protocol._redact import redact
+from ..protocol._task import Direction, TaskSpec
 from ._propose import ProposalContext
-from ._records import RunRecord
-from ._redact import redact
-from ._task import Direction, TaskSpec
 
 __all__ = [
     "SYSTEM",

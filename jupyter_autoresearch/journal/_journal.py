@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import JournalError
+from ..protocol._errors import JournalError
+from ..protocol._records import RunRecord, SegmentConfig
+from ..protocol._redact import redact
 from ._logfile import LOG, SessionLog, find_log, read_log
-from ._records import RunRecord, SegmentConfig
-from ._redact import redact
 
 __all__ = ["Journal", "SessionLog", "find_log", "read_log", "session_folder"]
 

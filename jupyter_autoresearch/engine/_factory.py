@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ._constraints import parse_constraints
-from ._errors import OptionsError, ProposalError
-from ._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
-from ._journal import read_log, session_folder
+from ..isolation._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
+from ..journal._journal import read_log, session_folder
+from ..proposers._propose import Proposer, ReplayProposer
+from ..protocol._constraints import parse_constraints
+from ..protocol._errors import OptionsError, ProposalError
+from ..protocol._task import Limits, TaskSpec, Threshold, parse_duration
 from ._options import RunOptions, parse_magic_line
-from ._propose import Proposer, ReplayProposer
 from ._session import Session
 from ._target import Target, load_target
-from ._task import Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = ["create_session", "load_session", "make_proposer", "session_from_options"]
 
@@ -40,7 +40,7 @@ def make_proposer(model: str | None, api_base: str | None = None, *, folder: Pat
         if not path.is_absolute() and folder is not None and not path.exists():
             path = folder / path
         return ReplayProposer(path, label=model)
-    from ._litellm import LiteLLMProposer
+    from ..proposers._litellm import LiteLLMProposer
 
     return LiteLLMProposer(model=model, api_base=api_base)
 

@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Sequence
 from html import escape
 
-from ._format import change, number, short
-from ._records import RunRecord
+from ..protocol._format import change, number, short
+from ..protocol._records import RunRecord
 
 __all__ = ["STATUS_COLOURS", "code_diff_html", "history_html", "status_badge", "summary_html"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._records import FAILED, RunRecord
+from ..protocol._records import FAILED, RunRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -6,9 +6,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._evaluate import Outcome
-from ._records import RunRecord, Status
-from ._task import TaskSpec, Threshold
+from ..isolation._evaluate import Outcome
+from ..protocol._records import RunRecord, Status
+from ..protocol._task import TaskSpec, Threshold
 
 __all__ = ["Verdict", "confidence", "judge", "mad", "median_metrics"]
 

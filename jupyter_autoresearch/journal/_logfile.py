@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._errors import JournalError
-from ._records import RunRecord, SegmentConfig
+from ..protocol._errors import JournalError
+from ..protocol._records import RunRecord, SegmentConfig
 
 __all__ = ["LOG", "SessionLog", "find_log", "read_log"]
 

@@ -1,0 +1,1 @@
+"""Running one candidate cell in isolation: the warm worker, its forked children, off-limits protection."""
