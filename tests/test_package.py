@@ -94,7 +94,7 @@ def test_lint_and_types(command: list[str]) -> None:
 
 
 #: The design's layers, inside out: a module may import its own layer and those before it.
-LAYERS = ["protocol", "isolation", "proposers", "journal", "views", "engine", "notebook", "cli"]
+LAYERS = ["protocol", "isolation", "journal", "proposers", "views", "engine", "notebook", "cli"]
 
 
 def _imported_layers(path: Path) -> set[str]:

@@ -196,5 +196,3 @@ def _show(path: Path, *, as_json: bool) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
