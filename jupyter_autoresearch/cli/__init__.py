@@ -194,5 +194,3 @@ def _show(path: Path, *, as_json: bool) -> int:
         if kept:
             print(f"best of segment {segment}: run {kept[-1].run}, {session.task.metric}={kept[-1].metric:.8g}")
     return 0
-
-
