@@ -7,9 +7,10 @@ import ast
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from IPython.core.display import HTML
 from IPython.core.display_functions import display
@@ -35,6 +36,14 @@ NO_EXTENSION = (
     "inserted as cells: use Export > Copy best code, or run with --wait to get the best cell "
     "at the end."
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named_line_magic(name: str) -> Callable[[_F], _F]:
+    """``@line_magic(name)``; IPython types that decorator as a union, narrowed here."""
+    return cast(Callable[[_F], _F], line_magic(name))
 
 
 def _names_read(code: str) -> set[str]:
@@ -326,7 +335,7 @@ class AutoresearchMagics(Magics):
         return f"run {best.run} offered as the next cell"
 
     # -- %autoresearch -----------------------------------------------------------------
-    @line_magic("autoresearch")
+    @_named_line_magic("autoresearch")
     def autoresearch_line(self, line: str) -> Any:
         """``%autoresearch status|stop|pause|resume|steer NOTE|constraints [EXPR ...]|history|session|export``."""
         try:
