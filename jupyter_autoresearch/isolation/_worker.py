@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pickle
+import re
 import resource
 import select
 import selectors
@@ -99,11 +100,14 @@ class _Stream:
         return ("[... output truncated ...]\n" + body) if self.truncated else body
 
 
+# The protocol's value rule (protocol/_metrics.py NUMBER), repeated here because the
+# worker imports only the standard library: ASCII digits, sign, point and exponent.
+_NUMBER = re.compile(rb"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
 def _finite(value: bytes) -> bool:
-    try:
-        return math.isfinite(float(value.strip()))
-    except ValueError:
-        return False
+    text = value.strip()
+    return bool(_NUMBER.match(text)) and math.isfinite(float(text))
 
 
 @dataclass
