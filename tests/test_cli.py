@@ -138,7 +138,7 @@ def test_show_prints_any_log(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0
     assert "pi-autoresearch log" in out and "9 runs, 2 segments" in out
     assert "best of segment 0: run 2, revenue_millions=110.1627" in out
-    assert "best of segment 1: run 9, revenue_millions=109.8699" in out
+    assert "best of segment 1: run 6, revenue_millions=109.8699" in out
     assert "95.9106" in out and "-- segment 1" in out
     code, out, _ = cli("show", FILES / "pi_autoresearch_marketing.jsonl", "--json", capsys=capsys)
     assert code == 0 and len(out.splitlines()) == 9 and json.loads(out.splitlines()[0])["run"] == 1

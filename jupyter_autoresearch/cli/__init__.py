@@ -172,25 +172,27 @@ def _with_infeasible(insertion: Insertion, session: Session) -> Insertion:
 
 
 def _show(path: Path, *, as_json: bool) -> int:
+    from ..engine._decide import best_of
     from ..engine._factory import load_session
+    from ..journal._logfile import read_log
     from ..views._report import history_table
 
-    session = load_session(path)
-    for warning in session.warnings:
+    history = read_log(path)
+    session = load_session(history.path)
+    for warning in history.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if as_json:
         for record in session.runs:
             print(json.dumps(record.to_json()))
         return 0
     kind = "pi-autoresearch log" if session.read_only else "session"
-    print(
-        f"{kind} {session.name}: {len(session.runs)} runs, "
-        f"{len({r.segment for r in session.runs})} segments; {session.task.title}"
-    )
-    print(history_table(session.runs, session.task.metric))
     segments = sorted({r.segment for r in session.runs})
+    print(f"{kind} {session.name}: {len(session.runs)} runs, {len(segments)} segments; {session.task.title}")
+    print(history_table(session.runs, session.task.metric, configs=history.configs))
     for segment in segments:
-        kept = [r for r in session.segment_runs(segment) if r.kept]
-        if kept:
-            print(f"best of segment {segment}: run {kept[-1].run}, {session.task.metric}={kept[-1].metric:.8g}")
+        config = history.config_of(segment)
+        metric = config.metric_name if config else session.task.metric
+        best = best_of(session.segment_runs(segment), config.direction if config else session.task.direction)
+        if best is not None:
+            print(f"best of segment {segment}: run {best.run}, {metric}={best.metric:.8g}")
     return 0

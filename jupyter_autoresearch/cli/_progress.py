@@ -29,6 +29,7 @@ _COLOURS = {
     "timeout": "31",
     "invalid": "31",
     "violation": "31",
+    "checks_failed": "33;1",
 }
 
 
@@ -85,6 +86,8 @@ class ProgressPrinter:
         r = event.record
         metric = self.task.metric if self.task else "metric"
         label = "baseline" if r.asi.get("baseline") else ""
+        if label:  # later runs of the segment are compared with its first run, as in pi-autoresearch
+            self.baseline = r.metric
         best = event.best
         line = (
             f"  #{r.run:<3} {self._paint(r.status)} {metric}={number(r.metric):<12}"

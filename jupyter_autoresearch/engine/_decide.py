@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from ..isolation._evaluate import Outcome
 from ..protocol._records import RunRecord, Status
 from ..protocol._task import TaskSpec, Threshold
 
-__all__ = ["Verdict", "confidence", "judge", "mad", "median_metrics"]
+__all__ = ["Verdict", "best_of", "better", "confidence", "judge", "mad", "median_metrics"]
 
 
 @dataclass(frozen=True)
@@ -90,20 +91,48 @@ def judge(
     return verdict("discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}")
 
 
-def confidence(task: TaskSpec, segment_runs: Sequence[RunRecord]) -> float | None:
+def better(value: float, than: float, direction: str) -> bool:
+    """Strictly better in ``direction`` (pi-autoresearch's ``isBetter``)."""
+    return value > than if direction == "higher" else value < than
+
+
+def best_of(runs: Sequence[RunRecord], direction: str) -> RunRecord | None:
+    """The best run among ``runs`` (one segment's), as pi-autoresearch chooses it.
+
+    The kept run with the best metric in ``direction``; of equal values the first
+    (pi's compaction summary, ``bestRun``, and its confidence both keep the first).
+    Runs without a metric are never best.
+    """
+    best: RunRecord | None = None
+    for run in runs:
+        if not run.kept or run.metric is None:
+            continue
+        if best is None or best.metric is None or better(run.metric, best.metric, direction):
+            best = run
+    return best
+
+
+def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | None:
     """How far the best is from the segment's baseline, in units of the metric's spread.
 
-    As pi-autoresearch defines it: |best kept - baseline| / MAD of the metric values of
-    the segment's runs; None with fewer than three values, no spread, no kept run, or a
-    best that equals the baseline.
+    pi-autoresearch's ``computeConfidence``: |best kept - baseline| / MAD, where the MAD
+    is over the segment's metrics above 0 (a crash logged at 0 is left out), the best is
+    the first best kept metric above 0, and the baseline is the segment's first run.
+    None with fewer than three metrics above 0, no spread, no kept run, a best equal to
+    the baseline, or a result that is not a finite number (pi would write Infinity).
     """
-    values = [r.metric for r in segment_runs if r.metric is not None]
-    kept = [r.metric for r in segment_runs if r.kept and r.metric is not None]
-    baseline = segment_runs[0].metric if segment_runs else None
-    if len(values) < 3 or not kept or baseline is None:
+    values = [r.metric for r in segment_runs if r.metric is not None and r.metric > 0]
+    if len(values) < 3:
         return None
     spread = mad(values)
-    best = max(kept) if task.direction == "higher" else min(kept)
-    if spread == 0 or best == baseline:
+    baseline = segment_runs[0].metric
+    if spread == 0 or baseline is None:
         return None
-    return round(abs(best - baseline) / spread, 3)
+    best = None
+    for r in segment_runs:
+        if r.kept and r.metric is not None and r.metric > 0 and (best is None or better(r.metric, best, direction)):
+            best = r.metric
+    if best is None or best == baseline:
+        return None
+    value = abs(best - baseline) / spread
+    return value if math.isfinite(value) else None

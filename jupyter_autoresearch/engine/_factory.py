@@ -13,6 +13,7 @@ from ..journal._journal import read_log, session_folder
 from ..proposers._propose import Proposer, ReplayProposer
 from ..protocol._constraints import parse_constraints
 from ..protocol._errors import OptionsError, ProposalError
+from ..protocol._metrics import is_metric_name
 from ..protocol._task import Limits, TaskSpec, Threshold, parse_duration
 from ._options import RunOptions, parse_magic_line
 from ._session import Session
@@ -240,12 +241,15 @@ def load_session(path: str | Path) -> Session:
     history = read_log(Path(path))
     config = history.configs[-1] if history.configs else None
     task = TaskSpec(
-        metric=config.metric_name if config and config.metric_name else None,
+        # pi-autoresearch takes any text as the metric's name; one we cannot use is not shown.
+        metric=config.metric_name if config and is_metric_name(config.metric_name) else None,
         direction="lower" if config and config.direction == "lower" else "higher",
         constraints=parse_constraints(config.constraints) if config else (),
         objective=config.objective or config.name if config else "",
     )
     folder = history.path.parent
+    if folder.name == ".auto":  # pi-autoresearch's layout: the project folder names it
+        folder = folder.parent
     name = folder.name if history.path.name == "log.jsonl" else history.path.stem
     return Session(
         name=name,

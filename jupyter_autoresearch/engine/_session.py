@@ -25,7 +25,7 @@ from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, BaselineError, ConstraintError, OptionsError
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._task import Limits, TaskSpec
-from ._decide import Verdict, confidence, judge
+from ._decide import Verdict, best_of, confidence, judge
 from ._events import (
     BaselineDone,
     ConstraintsChanged,
@@ -137,8 +137,7 @@ class Session:
     @property
     def best_run(self) -> RunRecord | None:
         """The best kept run of the current segment (the one later runs must beat)."""
-        kept = [r for r in self.segment_runs() if r.kept and r.metric is not None]
-        return kept[-1] if kept else None
+        return best_of(self.segment_runs(), self.task.direction)
 
     @property
     def baseline_run(self) -> RunRecord | None:
@@ -794,7 +793,7 @@ class Session:
             asi=asi,
         )
         segment_runs = [r for r in self.runs if r.segment == segment] + [record]
-        record = replace(record, confidence=confidence(self.task, segment_runs))
+        record = replace(record, confidence=confidence(segment_runs, self.task.direction))
         self._journal.append_run(record)
         with self._lock:
             self._runs.append(record)

@@ -31,6 +31,7 @@ from ..engine._session import Session
 from ..protocol._constraints import OPERATORS, parse_constraint
 from ..protocol._errors import AutoresearchError
 from ..protocol._format import change, number
+from ..protocol._records import segment_baseline
 from ..views._html import code_diff_html, history_html, output_html
 from ..views._plot import figure_png, metric_figure
 
@@ -257,9 +258,9 @@ class Panel:
 
     def _draw_header(self) -> None:
         s = self.session
-        runs = s.runs
-        baseline = runs[0].metric if runs else None
         best = s.best_run
+        first = segment_baseline(s.runs, best.segment if best else s.segment)
+        baseline = first.metric if first else None
         metric = s.task.metric or "(inferring)"
         best_text = "-"
         if best is not None and best.metric is not None:

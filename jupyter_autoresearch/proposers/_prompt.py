@@ -108,7 +108,7 @@ def proposal_request(context: ProposalContext) -> str:
     reasons = [
         f"- run {r.run} ({r.status}): {r.error}"
         for r in segment_runs[-8:]
-        if r.status in ("discard", "infeasible", "violation", "invalid") and r.error
+        if r.status in ("discard", "infeasible", "violation", "invalid", "checks_failed") and r.error
     ]
     if reasons:
         parts.append("## Why recent runs were not kept\n" + "\n".join(reasons))

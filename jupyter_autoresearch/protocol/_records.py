@@ -1,25 +1,76 @@
-"""Run records and session configuration, and their pi-autoresearch compatible JSON form."""
+"""Run records and session configuration, and their pi-autoresearch compatible JSON form.
+
+A run line is written so that pi-autoresearch reads it as we mean it: ``status`` holds
+one of pi's four statuses (keep, discard, crash, checks_failed; pi reads any other value
+as keep), and our finer status goes in ``outcome``. Numbers are finite or null, so each
+line is JSON as JavaScript's ``JSON.parse`` reads it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["FAILED", "STATUSES", "RunRecord", "SegmentConfig", "Status", "code_id"]
+__all__ = [
+    "FAILED",
+    "PI_STATUS",
+    "STATUSES",
+    "RunRecord",
+    "SegmentConfig",
+    "Status",
+    "code_id",
+    "finite",
+    "segment_baseline",
+]
 
-Status = Literal["keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation"]
-STATUSES: tuple[Status, ...] = ("keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation")
+Status = Literal["keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation", "checks_failed"]
+STATUSES: tuple[Status, ...] = (
+    "keep",
+    "discard",
+    "crash",
+    "timeout",
+    "infeasible",
+    "invalid",
+    "violation",
+    "checks_failed",
+)
 #: Statuses where the candidate did not produce a usable measurement.
 FAILED: frozenset[str] = frozenset({"crash", "timeout", "invalid", "violation"})
+#: Our status as pi-autoresearch's: a failure is a crash, a refused measurement a discard.
+PI_STATUS: Mapping[str, str] = MappingProxyType(
+    {
+        "keep": "keep",
+        "discard": "discard",
+        "crash": "crash",
+        "checks_failed": "checks_failed",
+        "timeout": "crash",
+        "invalid": "crash",
+        "violation": "crash",
+        "infeasible": "discard",
+    }
+)
 
 
 def code_id(code: str) -> str:
     """A short content id for a cell, used where pi-autoresearch logs a git commit."""
     return hashlib.sha1(code.encode()).hexdigest()[:7]
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def segment_baseline(runs: Sequence[RunRecord], segment: int) -> RunRecord | None:
+    """The first run of ``segment``: what pi-autoresearch compares that segment's runs with."""
+    return next((r for r in runs if r.segment == segment), None)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -33,7 +84,8 @@ class RunRecord:
     Attributes:
         run: the run number, 1 for the first baseline; numbering continues on resume.
         segment: the constraint segment, bumped whenever the constraints change.
-        status: keep, discard, crash, timeout, infeasible, invalid or violation.
+        status: keep, discard, crash, timeout, infeasible, invalid, violation or
+            checks_failed (pi-autoresearch's correctness checks failed).
         metric: the primary metric (the median over repeats), or None.
         metrics: every metric the run reported (median over repeats).
         code: the complete cell the run evaluated.
@@ -80,31 +132,31 @@ class RunRecord:
         return self.parent is None or bool(self.asi.get("baseline"))
 
     def to_json(self) -> dict[str, Any]:
-        """The log line: pi-autoresearch's fields first, then ours."""
+        """The log line: pi-autoresearch's fields first, as pi spells them, then ours."""
         asi = dict(self.asi)
         if self.hypothesis:
             asi.setdefault("hypothesis", self.hypothesis)
         return {
             "run": self.run,
-            "commit": self.commit or (code_id(self.code) if self.code else None),
-            "metric": self.metric,
-            "metrics": dict(self.metrics),
-            "status": self.status,
+            "commit": self.commit or (code_id(self.code) if self.code else ""),
+            "metric": finite(self.metric),
+            "metrics": {k: v for k, v in self.metrics.items() if finite(v) is not None},
+            "status": PI_STATUS[self.status],
             "description": self.description or self.hypothesis,
             "timestamp": self.timestamp,
             "segment": self.segment,
-            "confidence": self.confidence,
-            "iterationTokens": self.tokens,
+            "confidence": finite(self.confidence),
             "asi": asi,
+            "outcome": self.status,
             "code": self.code,
             "parent": self.parent,
-            "duration_s": self.duration_s,
+            "duration_s": finite(self.duration_s),
             "tokens": self.tokens,
-            "cost_usd": self.cost_usd,
+            "cost_usd": finite(self.cost_usd),
             "model": self.model,
             "error": self.error,
             "constraints": list(self.constraints),
-            "repeats": list(self.repeats),
+            "repeats": [v for v in self.repeats if finite(v) is not None],
             "stdout_tail": self.stdout_tail,
             "stderr_tail": self.stderr_tail,
             "figures": list(self.figures),
@@ -112,47 +164,103 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, metric_name: str | None = None) -> RunRecord:
-        """Read a log line written by us or by pi-autoresearch.
+        """Read a run line of our own log (or replay recording).
 
         pi-autoresearch keeps the primary metric out of ``metrics``; it is merged back
-        under ``metric_name`` so both kinds of log read the same.
+        under ``metric_name`` so both kinds of log read the same. pi-autoresearch's own
+        logs are read by the journal with pi's rules, then built with :meth:`from_pi`.
         """
+        status = data.get("outcome", data.get("status", "discard"))
+        tokens = finite(data.get("tokens"))
+        return cls._build(
+            data,
+            metric=finite(data.get("metric")),
+            status=status if status in STATUSES else "discard",
+            segment=int(data.get("segment") or 0),
+            metric_name=metric_name,
+            code=str(data.get("code") or ""),
+            parent=data.get("parent"),
+            tokens=int(tokens) if tokens is not None else None,
+            confidence=finite(data.get("confidence")),
+            extra={
+                "duration_s": finite(data.get("duration_s")),
+                "cost_usd": finite(data.get("cost_usd")),
+                "model": data.get("model"),
+                "error": data.get("error"),
+                "constraints": tuple(data.get("constraints") or ()),
+                "stdout_tail": str(data.get("stdout_tail") or ""),
+                "stderr_tail": str(data.get("stderr_tail") or ""),
+                "repeats": tuple(v for v in map(finite, data.get("repeats") or ()) if v is not None),
+                "figures": tuple(data.get("figures") or ()),
+            },
+        )
+
+    @classmethod
+    def from_pi(cls, data: Mapping[str, Any], *, segment: int, metric_name: str | None) -> RunRecord:
+        """Read a run line of a pi-autoresearch log as pi 1.6 does (``jsonl.ts`` ``runFrom``).
+
+        What pi does not find it defaults: no number ``metric`` is 0 (pi logs crashes at 0),
+        a ``status`` other than discard, crash or checks_failed is keep, the segment is the
+        one the config headers read so far make (the line's own ``segment`` is ignored).
+        """
+        status = data.get("status")
+        return cls._build(
+            data,
+            metric=finite(data.get("metric")) or 0.0,
+            status=status if status in ("discard", "crash", "checks_failed") else "keep",
+            segment=segment,
+            metric_name=metric_name,
+            code="",
+            parent=None,
+            tokens=None,
+            confidence=finite(data.get("confidence")),
+            extra={},
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        metric: float | None,
+        status: str,
+        segment: int,
+        metric_name: str | None,
+        code: str,
+        parent: Any,
+        tokens: int | None,
+        confidence: float | None,
+        extra: Mapping[str, Any],
+    ) -> RunRecord:
+        raw = data.get("metrics")
         metrics = {
-            str(k): float(v)
-            for k, v in (data.get("metrics") or {}).items()
-            if isinstance(v, (int, float)) and math.isfinite(v)
+            str(k): number
+            for k, v in (raw.items() if isinstance(raw, Mapping) else ())
+            if (number := finite(v)) is not None
         }
-        metric = data.get("metric")
-        metric = float(metric) if isinstance(metric, (int, float)) else None
         if metric is not None and metric_name and metric_name not in metrics:
             metrics = {metric_name: metric, **metrics}
-        asi = data.get("asi") or {}
-        status = data.get("status", "discard")
-        tokens = data.get("tokens", data.get("iterationTokens"))
+        asi = data.get("asi")
+        asi = asi if isinstance(asi, Mapping) else {}
+        description = data.get("description")
+        timestamp = finite(data.get("timestamp"))
+        commit = data.get("commit")
         return cls(
             run=int(data["run"]),
-            segment=int(data.get("segment") or 0),
-            status=status if status in STATUSES else "discard",
+            segment=segment,
+            status=status,  # type: ignore[arg-type]
             metric=metric,
             metrics=metrics,
-            code=str(data.get("code") or ""),
+            code=code,
             hypothesis=str(asi.get("hypothesis") or ""),
-            description=str(data.get("description") or ""),
-            parent=data.get("parent"),
-            timestamp=int(data.get("timestamp") or 0),
-            duration_s=data.get("duration_s"),
-            tokens=int(tokens) if isinstance(tokens, (int, float)) else None,
-            cost_usd=data.get("cost_usd"),
-            model=data.get("model"),
-            error=data.get("error"),
-            constraints=tuple(data.get("constraints") or ()),
-            confidence=data.get("confidence"),
-            stdout_tail=str(data.get("stdout_tail") or ""),
-            stderr_tail=str(data.get("stderr_tail") or ""),
-            repeats=tuple(float(v) for v in data.get("repeats") or ()),
-            figures=tuple(data.get("figures") or ()),
+            description=description if isinstance(description, str) else "",
+            parent=parent,
+            timestamp=int(timestamp) if timestamp is not None else 0,
+            tokens=tokens,
+            confidence=confidence,
             asi=asi,
-            commit=data.get("commit"),
+            commit=commit if isinstance(commit, str) and commit else None,
+            **extra,
         )
 
 

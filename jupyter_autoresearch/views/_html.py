@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 from ..protocol._format import change, number, short
-from ..protocol._records import RunRecord
+from ..protocol._records import RunRecord, segment_baseline
 
 __all__ = ["STATUS_COLOURS", "code_diff_html", "history_html", "status_badge", "summary_html"]
 
@@ -19,6 +19,7 @@ STATUS_COLOURS = {
     "timeout": "#ad1457",
     "invalid": "#6a1b9a",
     "violation": "#b71c1c",
+    "checks_failed": "#8d6e00",
 }
 _CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #e0e0e0"
 
@@ -90,8 +91,9 @@ def output_html(record: RunRecord) -> str:
 def summary_html(
     name: str, metric: str | None, runs: Sequence[RunRecord], best: RunRecord | None, state: str, latest: int = 15
 ) -> str:
-    """The rich display of a session object."""
-    baseline = runs[0].metric if runs else None
+    """The rich display of a session object; the baseline is the first run of the best's segment."""
+    first = segment_baseline(runs, best.segment if best else runs[-1].segment) if runs else None
+    baseline = first.metric if first else None
     best_text = "none yet"
     if best is not None:
         best_text = f"run {best.run}: {number(best.metric)} {escape(change(best.metric, baseline))}"

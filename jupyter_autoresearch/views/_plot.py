@@ -17,6 +17,7 @@ _STYLE: dict[str, dict[str, Any]] = {
     "keep": {"color": "#2e7d32", "marker": "o", "s": 46, "label": "kept"},
     "discard": {"color": "#9e9e9e", "marker": "o", "s": 22, "label": "discarded"},
     "infeasible": {"color": "#ef6c00", "marker": "D", "s": 26, "label": "infeasible"},
+    "checks_failed": {"color": "#8d6e00", "marker": "s", "s": 26, "label": "checks failed"},
 }
 
 
@@ -33,7 +34,7 @@ def metric_figure(
 
 
 def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direction: str = "higher") -> Axes:
-    """Kept runs marked, a best-so-far line per segment, infeasible and failed runs distinct."""
+    """Kept runs marked, a best-so-far line per segment, infeasible, checks_failed and failed runs distinct."""
     measured = [r for r in runs if r.metric is not None]
     for status, style in _STYLE.items():
         chosen = [r for r in measured if r.status == status]

@@ -5,29 +5,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..protocol._format import change, number, short
-from ..protocol._records import RunRecord
+from ..protocol._records import RunRecord, SegmentConfig, segment_baseline
 
 __all__ = ["history_table"]
 
 
-def history_table(runs: Sequence[RunRecord], metric: str | None, *, width: int = 60) -> str:
-    """A fixed-width table of runs, one line each, segments separated."""
+def history_table(
+    runs: Sequence[RunRecord],
+    metric: str | None,
+    *,
+    configs: Sequence[SegmentConfig] = (),
+    width: int = 60,
+) -> str:
+    """A fixed-width table of runs, one line each, segments separated.
+
+    Each run is compared with the first run of its own segment, as pi-autoresearch does.
+    A segment whose header names another metric or direction says so on its separator.
+    """
     if not runs:
         return "(no runs)"
-    baseline = runs[0].metric
-    header = f"{'run':>4}  {'seg':>3}  {'status':<10}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
+    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
     lines = [header, "-" * min(len(header) + width, 140)]
-    segment = runs[0].segment
+    segment: int | None = None
+    shown: tuple[str | None, str | None] = (metric, None)
+    baselines = {s: segment_baseline(runs, s) for s in {r.segment for r in runs}}
     for r in runs:
         if r.segment != segment:
+            rules = [] if segment is None else [f"constraints {', '.join(r.constraints) or 'none'}"]
+            config = next((c for c in reversed(configs) if c.segment == r.segment), None)
+            if config is not None:
+                if config.metric_name != shown[0] or (segment is not None and config.direction != shown[1]):
+                    rules.insert(0, f"{config.metric_name or 'metric'}, {config.direction} is better")
+                shown = (config.metric_name, config.direction)
             segment = r.segment
-            constraints = ", ".join(r.constraints) or "none"
-            lines.append(f"{'':>4}  -- segment {segment}: constraints {constraints}")
+            if rules:
+                lines.append(f"{'':>4}  -- segment {segment}: {'; '.join(rules)}")
         note = r.hypothesis or r.description
         if r.status != "keep" and r.error:
             note = f"{note} [{r.error}]" if note else f"[{r.error}]"
+        first = baselines[r.segment]
         lines.append(
-            f"{r.run:>4}  {r.segment:>3}  {r.status:<10}  {number(r.metric):>16}  "
-            f"{change(r.metric, baseline):>20}  {short(note, width)}"
+            f"{r.run:>4}  {r.segment:>3}  {r.status:<13}  {number(r.metric):>16}  "
+            f"{change(r.metric, first.metric if first else None):>20}  {short(note, width)}"
         )
     return "\n".join(lines)
