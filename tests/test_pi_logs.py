@@ -100,6 +100,16 @@ def test_confidence_leaves_crashes_at_zero_out_of_the_spread() -> None:
     assert recomputed[:6] == [None] * 6
 
 
+def test_confidence_matches_what_pi_recorded_in_the_published_log() -> None:
+    log = read_log(MARKETING)
+    recomputed = [
+        confidence([r for r in log.runs[: i + 1] if r.segment == run.segment], "higher")
+        for i, run in enumerate(log.runs)
+    ]
+    # Run 3: 107.9158, 110.1627, 95.9106: median 107.9158, MAD 2.2469; (110.1627 - 107.9158) / 2.2469 = 1.
+    assert recomputed == [r.confidence for r in log.runs] == [None, None, 1, 2, None, None, None, None, None]
+
+
 def test_confidence_is_never_infinite() -> None:
     def run(n: int, metric: float) -> RunRecord:
         return RunRecord(run=n, segment=0, status="keep", metric=metric)
