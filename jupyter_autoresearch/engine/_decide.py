@@ -119,7 +119,8 @@ def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | Non
     is over the segment's metrics above 0 (a crash logged at 0 is left out), the best is
     the first best kept metric above 0, and the baseline is the segment's first run.
     None with fewer than three metrics above 0, no spread, no kept run, a best equal to
-    the baseline, or a result that is not a finite number (pi would write Infinity).
+    the baseline, or a result that is not a finite number (pi's dashboard shows Infinity
+    there; its log, through ``JSON.stringify``, null).
     """
     values = [r.metric for r in segment_runs if r.metric is not None and r.metric > 0]
     if len(values) < 3:
