@@ -102,3 +102,34 @@ def test_nothing_to_export_before_a_keep(tmp_path: Path) -> None:
     session.run()
     with pytest.raises(ExportError, match="has no kept run to export yet"):
         export_file(session, "x.py")
+
+
+def test_exports_never_create_folders_and_start_at_the_notebook(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = finished_session(repo)
+    elsewhere = repo / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the kernel's working folder moved: paths still start at the notebook
+    for export, name in ((export_file, "results/best.py"), (export_notebook, "results/best.ipynb")):
+        with pytest.raises(ExportError) as caught:
+            export(session, name)
+        assert str(caught.value) == (
+            f"folder {repo / 'results'} does not exist; create it first, or choose a path in an existing "
+            f"folder (relative paths start at {repo})"
+        )
+        assert not (repo / "results").exists() and not (elsewhere / "results").exists()
+    with pytest.raises(ExportError, match="folder /no-such-folder does not exist"):
+        export_file(session, "/no-such-folder/best.py")
+    assert not Path("/no-such-folder").exists()
+    assert export_file(session, "best.py") == repo / "best.py" and not (elsewhere / "best.py").exists()
+    (repo / "results").mkdir()
+    assert export_notebook(session, "results/best.ipynb").is_file()
+
+
+def test_the_cli_copy_of_a_notebook_goes_only_into_an_existing_folder(tmp_path: Path) -> None:
+    from jupyter_autoresearch.views._cells import write_notebook_copy
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    with pytest.raises(ExportError, match=r"folder .*missing does not exist; create it"):
+        write_notebook_copy(tmp_path / "a.ipynb", tmp_path / "missing" / "a.out.ipynb", [])
+    assert not (tmp_path / "missing").exists()

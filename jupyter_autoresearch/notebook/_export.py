@@ -69,26 +69,35 @@ def export_notebook(session: Session, path: str | Path) -> Path:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     if target.exists():
         raise ExportError(f"{target} already exists; choose another path")
-    nbformat.write(notebook, target)
+    _write(target, nbformat.writes(notebook) + "\n")
     return target
 
 
 def _resolve(session: Session, path: str | Path, suffix: str) -> Path:
-    target = Path(path).expanduser()
+    """The export's path: relative paths start at the notebook's (or script's) folder,
+    and a folder is never created."""
     if not str(path).strip():
         raise ExportError(f"give a path for the {suffix} file to export to")
+    target = Path(path).expanduser()
+    base = session.target.folder if session.target is not None else Path.cwd()
     if not target.is_absolute():
-        base = session.target.folder if session.target is not None else Path.cwd()
         target = base / target
     if target.suffix != suffix:
         raise ExportError(f"{target.name} should end in {suffix}")
+    if not target.parent.is_dir():
+        raise ExportError(
+            f"folder {target.parent} does not exist; create it first, or choose a path in an existing "
+            f"folder (relative paths start at {base})"
+        )
     return target
 
 
 def _write(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        with path.open("x", encoding="utf-8") as file:  # never over a file that appeared meanwhile
+            file.write(text)
+    except FileExistsError:
+        raise ExportError(f"{path} already exists; choose another path") from None
     except OSError as err:
         raise ExportError(f"cannot write {path}: {err.strerror}") from None
 

@@ -9,34 +9,28 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from html import escape
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from IPython.core.display import HTML
 from IPython.core.display_functions import display
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Enum, Float, Int, Unicode
 
-from ..engine._events import ConstraintsChanged, Decision, Event, Stopped
 from ..engine._factory import load_session, session_from_options
 from ..engine._options import RunOptions, new_parser, parse_magic_line
 from ..engine._session import Session
 from ..engine._target import Target, plain_python
 from ..protocol._errors import AutoresearchError, ExportError, OptionsError
 from ..views._cells import variant_cell
-from ._bridge import bridge, current_cell_id, extension_installed
+from ..views._report import history_table
+from ._bridge import Delivery, bridge, current_cell_id
 from ._export import EXPORT_TARGETS, export_branch, export_file, export_notebook, winner
+from ._inserter import CellInserter
 from ._panel import Panel
 from ._registry import current, register
 
 __all__ = ["AutoresearchMagics", "load_ipython_extension"]
-
-NO_EXTENSION = (
-    "The JupyterLab extension is not active in this frontend, so accepted variants are not "
-    "inserted as cells: use Export > Copy best code, or run with --wait to get the best cell "
-    "at the end."
-)
-
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -68,67 +62,6 @@ def _bound_names(source: str) -> set[str]:
                 if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
                     names.add(target.id)
     return names
-
-
-class _Inserter:
-    """Sends accepted runs to the extension as new cells below the benchmark cell."""
-
-    def __init__(self, session: Session, panel: Panel, cell_id: str | None, mode: str) -> None:
-        self.session, self.panel, self.cell_id, self.mode = session, panel, cell_id, mode
-        self.inserted: set[int] = set()
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Decision):
-            self._state()
-            record = event.record
-            if self.mode == "accepted" and record.kept and not record.is_baseline:
-                self.insert(record.run)
-        elif isinstance(event, Stopped):
-            self._state()
-            if self.mode == "best" and event.best is not None and not event.best.is_baseline:
-                self.insert(event.best.run)
-        elif isinstance(event, ConstraintsChanged):
-            for run in event.now_infeasible:
-                if run in self.inserted:
-                    note = f"refused by the constraints of segment {event.segment} ({', '.join(event.constraints)})"
-                    bridge().send(
-                        {
-                            "type": "mark",
-                            "anchor_cell_id": self.cell_id,
-                            "session": self.session.name,
-                            "run": run,
-                            "note": note,
-                        }
-                    )
-
-    def insert(self, run: int) -> bool:
-        record = next(r for r in self.session.runs if r.run == run)
-        source, metadata = variant_cell(self.session.name, record, self.session.task.metric)
-        link = bridge()
-        if self.cell_id is None or not link.send(
-            {
-                "type": "insert",
-                "anchor_cell_id": self.cell_id,
-                "session": self.session.name,
-                "run": run,
-                "source": source,
-                "metadata": metadata,
-            }
-        ):
-            self.panel.note_fallback(NO_EXTENSION)
-            return False
-        self.inserted.add(run)
-        return True
-
-    def _state(self) -> None:
-        best = self.session.best_run
-        bridge().send(
-            {
-                "type": "state",
-                "session": self.session.name,
-                "best": {"run": best.run, "metric": best.metric} if best else None,
-            }
-        )
 
 
 @magics_class
@@ -217,10 +150,17 @@ class AutoresearchMagics(Magics):
         register(session)
         self._ip.user_ns["_autoresearch"] = session
         link = bridge()
-        panel = Panel(session, export=lambda to, arg: self.export(session, to, arg))
-        session.subscribe(_Inserter(session, panel, cell_id, options.insert))
-        link.on_export = lambda to, arg: self.export(current(), to, arg)
-        display(panel.widget)
+        if cell_id is not None:
+            link.connect()  # JupyterLab sends cell ids; headless runners get no comm
+        link.on_export = lambda to, arg, done: self.export(current(), to, arg, done)
+        # Under nbclient, papermill or nbconvert (no cell ids, no Jupyter server), --wait
+        # leaves only the final summary: a live panel has nobody to watch it there.
+        live = not options.wait or cell_id is not None or "JPY_SESSION_NAME" in os.environ
+        panel = Panel(session, export=lambda to, arg, done: self.export(session, to, arg, done)) if live else None
+        session.subscribe(
+            CellInserter(session, link, cell_id, options.insert, panel.show_undelivered if panel else None)
+        )
+        shown = display(panel, display_id=True) if panel is not None else None
         if not (options.model or "").startswith("replay:"):
             from ..proposers._litellm import preload_litellm
 
@@ -233,16 +173,14 @@ class AutoresearchMagics(Magics):
         except AutoresearchError as err:
             self._fail(err)
         finally:
-            panel.refresh()
-        display(HTML(session._repr_html_()))
+            if panel is not None:
+                panel.refresh()
+                if shown is not None:
+                    shown.update(panel)  # the final state for frontends without widgets
+        history = history_table(session.runs, session.task.metric)
+        display({"text/html": session._repr_html_(), "text/plain": f"{_status(session)}\n{history}"}, raw=True)
         best = session.best_run
-        if (
-            options.insert != "none"
-            and best is not None
-            and not best.is_baseline
-            and link.available is not True
-            and not extension_installed()
-        ):
+        if options.insert != "none" and best is not None and not best.is_baseline and (cell_id is None or link.refused):
             source, _ = variant_cell(session.name, best, session.task.metric)
             self._ip.set_next_input(source, replace=False)  # frontends without our extension
 
@@ -294,45 +232,77 @@ class AutoresearchMagics(Magics):
         return (cloudpickle.dumps(chosen) if chosen else None), tuple(plain_python(history[i]) for i in sorted(cells))
 
     # -- export ------------------------------------------------------------------------
-    def export(self, session: Session, to: str, arg: str = "") -> str:
-        """Export the session's winner; returns what was done, in one line."""
+    def export(self, session: Session, to: str, arg: str, done: Callable[[bool, str], None]) -> None:
+        """Export the session's winner; ``done(ok, message)`` reports the outcome, for cell
+        edits once the notebook page confirmed them. Bad requests raise ``ExportError``."""
         if to not in EXPORT_TARGETS:
             raise ExportError(f"unknown export target {to!r}; use one of {', '.join(EXPORT_TARGETS)}")
         if to == "file":
-            return f"wrote {export_file(session, arg or f'{session.name}_best.py')}"
+            done(True, f"wrote {export_file(session, arg or f'{session.name}_best.py')}")
+            return
+        if to == "branch":
+            done(True, export_branch(session, arg or f"autoresearch/{session.name}"))
+            return
+        link = bridge()
         if to == "notebook":
             path = export_notebook(session, arg or f"{session.name}_best.ipynb")
-            # The kernel runs in its notebook's folder; the extension resolves from there.
-            if bridge().send({"type": "open", "path": os.path.relpath(path, Path.cwd())}):
-                return f"wrote {path} and opened it"
-            return f"wrote {path}"
-        if to == "branch":
-            return export_branch(session, arg or f"autoresearch/{session.name}")
+            if link.page is None:
+                done(True, f"wrote {path}")
+                return
+            # The page opens it relative to the notebook it belongs to.
+            folder = session.target.folder if session.target is not None else Path.cwd()
+            link.open(os.path.relpath(path, folder)).then(
+                lambda d: done(True, f"wrote {path}" + (" and opened it" if d.status == "done" else ""))
+            )
+            return
         best = winner(session)
         cell_id = session.target.cell_id if session.target is not None else None
-        link = bridge()
-        source, metadata = variant_cell(session.name, best, session.task.metric)
         if to == "replace":
-            if cell_id is None or not link.send(
-                {"type": "replace", "anchor_cell_id": cell_id, "source": best.code.rstrip("\n")}
-            ):
+            if cell_id is None or not link.connected:
                 raise ExportError(
                     "replacing the benchmark cell needs the JupyterLab extension; use --to cell, or --to file PATH"
                 )
-            return f"replaced the benchmark cell with run {best.run} (undo with Ctrl+Z in the cell)"
-        if cell_id is not None and link.send(
-            {
-                "type": "insert",
-                "anchor_cell_id": cell_id,
-                "session": session.name,
-                "run": best.run,
-                "source": source,
-                "metadata": metadata,
-            }
-        ):
-            return f"inserted run {best.run} below the benchmark cell"
+            link.replace(cell_id, best.code.rstrip("\n")).then(
+                lambda d: done(
+                    d.status == "done",
+                    f"replaced the benchmark cell with run {best.run} (undo with Ctrl+Z in the cell)"
+                    if d.status == "done"
+                    else f"could not replace the benchmark cell ({d.error}); it is retried when the page reconnects",
+                )
+            )
+            return
+        source, metadata = variant_cell(session.name, best, session.task.metric)
+        if cell_id is not None and link.connected:
+            link.insert(cell_id, session.name, best.run, source, metadata).then(
+                lambda d: done(d.status == "done", _inserted(best.run, d))
+            )
+            return
         self._ip.set_next_input(source, replace=False)
-        return f"run {best.run} offered as the next cell"
+        done(True, f"run {best.run} offered as the next cell")
+
+    def _export_line(self, session: Session, to: str, arg: str) -> None:
+        """``%autoresearch export``: prints the outcome, or shows it once the page confirms."""
+        import ipywidgets as w
+
+        outcome: list[tuple[bool, str]] = []
+        status: list[Any] = []
+
+        def done(ok: bool, text: str) -> None:
+            if not status:
+                outcome.append((ok, text))
+            else:
+                color = "inherit" if ok else "#c62828"
+                status[0].value = f"<span style='color:{color}'>autoresearch: {escape(text)}</span>"
+
+        self.export(session, to, arg, done)
+        if outcome:
+            ok, text = outcome[-1]
+            if not ok:
+                raise ExportError(text)
+            print(f"autoresearch: {text}")
+            return
+        status.append(w.HTML("<span style='color:#757575'>autoresearch: waiting for the notebook page…</span>"))
+        display(status[0])
 
     # -- %autoresearch -----------------------------------------------------------------
     @_named_line_magic("autoresearch")
@@ -375,7 +345,7 @@ class AutoresearchMagics(Magics):
         elif args.command == "history":
             return session.history
         elif args.command == "export":
-            print(f"autoresearch: {self.export(session, args.to, ' '.join(args.arg))}")
+            self._export_line(session, args.to, " ".join(args.arg))
         return None
 
     def _session(self, name: str | None) -> Session:
@@ -386,6 +356,14 @@ class AutoresearchMagics(Magics):
             if name is not None and folder.is_dir():
                 return load_session(folder)  # a session from an earlier kernel, read-only
             raise
+
+
+def _inserted(run: int, delivery: Delivery) -> str:
+    if delivery.status != "done":
+        return f"could not insert run {run} ({delivery.error}); it is retried when the page reconnects"
+    if delivery.ack is not None and delivery.ack.get("created") is False:
+        return f"run {run} is already in the notebook (cell {delivery.ack.get('index', 0) + 1})"
+    return f"inserted run {run} below the benchmark cell"
 
 
 def _status(session: Session) -> str:
@@ -446,8 +424,9 @@ def _stop_on_interrupt(ipython: Any) -> None:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics, stop loops on kernel interrupts, and open the comm to the
-    JupyterLab extension early (so its answer is in before the first loop)."""
+    """Register the magics, stop loops on kernel interrupts, and, in JupyterLab, open the
+    comm to the extension early (so the page has attached before the first loop)."""
     ipython.register_magics(AutoresearchMagics)
     _stop_on_interrupt(ipython)
-    bridge()
+    if current_cell_id() is not None:
+        bridge().connect()

@@ -31,11 +31,15 @@ from ..engine._session import Session
 from ..protocol._constraints import OPERATORS, parse_constraint
 from ..protocol._errors import AutoresearchError
 from ..protocol._format import change, number
-from ..protocol._records import segment_baseline
+from ..protocol._records import RunRecord, segment_baseline
+from ..views._cells import variant_cell
 from ..views._html import code_diff_html, history_html, output_html
 from ..views._plot import figure_png, metric_figure
 
-__all__ = ["Panel"]
+__all__ = ["Exporter", "Panel"]
+
+#: ``export(target, argument, done)``; ``done(ok, message)`` reports the outcome.
+Exporter = Callable[[str, str, Callable[[bool, str], None]], None]
 
 #: At most this many redraws of the reasoning per second, however fast tokens arrive.
 REDRAWS_PER_SECOND = 10
@@ -84,10 +88,12 @@ class Panel:
 
     Args:
         session: the session to show and control.
-        export: called with (target, argument) by the export controls; returns a message.
+        export: called by the export controls with (target, argument, done); calls
+            ``done(ok, message)`` when the export is done (for cells, once the page confirmed),
+            or raises ``AutoresearchError``.
     """
 
-    def __init__(self, session: Session, export: Callable[[str, str], str] | None = None) -> None:
+    def __init__(self, session: Session, export: Exporter | None = None) -> None:
         self.session = session
         self.export = export
         self.started = time.monotonic()
@@ -101,7 +107,6 @@ class Panel:
         self.page = 0
         self._reasoning: list[str] = []
         self._lock = threading.Lock()
-        self._fallback_noted = False
 
         self.header = w.HTML()
         self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto"))
@@ -126,6 +131,8 @@ class Panel:
         )
         self.steer_button = w.Button(description="Steer", icon="comment")
         self.message = w.HTML()
+        self.delivery = w.HTML()
+        self._undelivered = False
         self.rows = w.VBox()
         self.add_row = w.Button(description="Add constraint", icon="plus")
         self.apply = w.Button(description="Apply constraints", icon="check", button_style="primary")
@@ -184,6 +191,7 @@ class Panel:
                 w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
                 w.HBox([self.steer_text, self.steer_button]),
                 self.message,
+                self.delivery,
                 w.HTML("<b>Reasoning</b>"),
                 self.reasoning,
                 tabs,
@@ -420,24 +428,62 @@ class Panel:
         if self.export is None:
             self.export_message.value = "Export is not available here."
             return
+        self.export_message.value = "<span style='color:#757575'>exporting…</span>"
         try:
-            text = self.export(target, self.export_arg.value)
+            self.export(target, self.export_arg.value, self._exported)
         except AutoresearchError as err:
-            self.export_message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
-            return
-        self.export_message.value = escape(text)
+            self._exported(False, str(err))
+
+    def _exported(self, ok: bool, text: str) -> None:
+        """Show an export's outcome; the cell exports report only once the page confirmed."""
+        color = "inherit" if ok else "#c62828"
+        self.export_message.value = f"<span style='color:{color}'>{escape(text)}</span>"
 
     def show_copy_box(self) -> None:
         best = self.session.best_run
         if best is None:
             self.export_message.value = "No kept run yet."
             return
-        self.copy_box.value = best.code
-        self.copy_box.layout.display = None
-        self.export_message.value = "The best code is below: select it and copy (Ctrl+A, Ctrl+C)."
+        self._copy(best.code, "The best code is below: select it and copy (Ctrl+A, Ctrl+C).")
 
-    def note_fallback(self, text: str) -> None:
-        """Say once that cells cannot be inserted here, and how to get the code instead."""
-        if not self._fallback_noted:
-            self._fallback_noted = True
-            self.message.value = f"<span style='color:#757575'>{escape(text)}</span>"
+    def _copy(self, code: str, text: str) -> None:
+        self.copy_box.value = code
+        self.copy_box.layout.display = None
+        self.export_message.value = escape(text)
+
+    def show_undelivered(self, records: list[RunRecord], why: str) -> None:
+        """Say which accepted runs are not in the notebook yet and why, with their code to copy."""
+        if not records:
+            if self._undelivered:
+                self._undelivered = False
+                self.delivery.value = ""
+            return
+        self._undelivered = True
+        runs = ("run " if len(records) == 1 else "runs ") + ", ".join(str(r.run) for r in records)
+        text = f"Not in the notebook yet: {runs}. {why}"
+        self.delivery.value = f"<span style='color:#ef6c00'>{escape(text)}</span>"
+        metric = self.session.task.metric
+        self.copy_box.value = "\n\n".join(variant_cell(self.session.name, r, metric)[0] for r in records)
+        self.copy_box.layout.display = None
+
+    # -- text fallback -----------------------------------------------------------------
+    def text(self) -> str:
+        """One readable paragraph for frontends that cannot show widgets."""
+        s = self.session
+        best = s.best_run
+        shown = (
+            f"best run {best.run}: {s.task.metric}={number(best.metric)}"
+            if best is not None and best.metric is not None
+            else "no kept run yet"
+        )
+        state = s.state + (f" ({s.stop_reason})" if s.stop_reason else "")
+        return (
+            f"autoresearch session {s.name}: {state}, {len(s.runs)} runs, {shown}. "
+            "The live panel needs ipywidgets (JupyterLab, Notebook 7, VS Code); "
+            "%autoresearch status prints the state."
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self.text()
+        return bundle

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..protocol._errors import ExportError
 from ..protocol._records import RunRecord
 
 __all__ = [
@@ -53,10 +54,14 @@ def mark_infeasible(source: str, note: str) -> str:
     return f"{INFEASIBLE_PREFIX}{note}\n{source}"
 
 
-def insertion_index(cells: Sequence[Any], anchor: int, session: str) -> int:
-    """Below the anchor, after the block of this session's variants that follows it."""
+def insertion_index(cells: Sequence[Any], anchor: int, session: str, run: int) -> int:
+    """Below the anchor, in the block of this session's variants that follows it, before the
+    first later run (the rule of the extension's ``insertionIndex``)."""
     index = anchor + 1
-    while index < len(cells) and cells[index].get("metadata", {}).get("autoresearch", {}).get("session") == session:
+    while index < len(cells):
+        meta = cells[index].get("metadata", {}).get("autoresearch", {})
+        if meta.get("session") != session or (isinstance(meta.get("run"), int) and meta["run"] > run):
+            break
         index += 1
     return index
 
@@ -73,7 +78,12 @@ class Insertion:
 
 
 def write_notebook_copy(source: Path, output: Path, insertions: Sequence[Insertion]) -> Path:
-    """Copy the notebook with each insertion's cells below its anchor; returns ``output``."""
+    """Copy the notebook with each insertion's cells below its anchor; returns ``output``.
+
+    Raises:
+        ExportError: the output's folder does not exist (it is never created) or the
+            file cannot be written.
+    """
     import nbformat
 
     notebook = nbformat.read(source, as_version=4)
@@ -86,7 +96,14 @@ def write_notebook_copy(source: Path, output: Path, insertions: Sequence[Inserti
                 text = mark_infeasible(text, note)
                 metadata["autoresearch"]["infeasible"] = note
             cell = nbformat.v4.new_code_cell(source=text, metadata=metadata)
-            notebook.cells.insert(insertion_index(notebook.cells, insertion.anchor, insertion.session), cell)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, output)
+            index = insertion_index(notebook.cells, insertion.anchor, insertion.session, record.run)
+            notebook.cells.insert(index, cell)
+    if not output.parent.is_dir():
+        raise ExportError(
+            f"folder {output.parent} does not exist; create it, or choose an output in an existing folder"
+        )
+    try:
+        nbformat.write(notebook, output)
+    except OSError as err:
+        raise ExportError(f"cannot write {output}: {err.strerror}") from None
     return output

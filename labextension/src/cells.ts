@@ -65,21 +65,39 @@ export function autoresearchMeta(cell: ICellLike): JSONish | undefined {
 }
 
 /**
- * Index at which a new run of `session` goes ("run order"): right after the
- * contiguous block of that session's cells directly below the anchor, or
- * right below the anchor when there is no such block. A user cell
- * interrupting the block ends it, so later runs never jump over user cells.
+ * Index at which a run of `session` goes: in the contiguous block of that
+ * session's cells directly below the anchor, before the first cell of a later
+ * run (run order, even when an earlier run arrives late), else at the end of
+ * the block. A user cell interrupting the block ends it, so runs never jump
+ * over user cells.
  */
 export function insertionIndex(
   cells: readonly ICellLike[],
   anchorIndex: number,
-  session: string
+  session: string,
+  run: number
 ): number {
   let i = anchorIndex + 1;
-  while (i < cells.length && autoresearchMeta(cells[i])?.session === session) {
+  while (i < cells.length) {
+    const meta = autoresearchMeta(cells[i]);
+    if (meta?.session !== session || (typeof meta.run === 'number' && meta.run > run)) {
+      break;
+    }
     i++;
   }
   return i;
+}
+
+/** Index of the first cell of `session`/`run` in the notebook, or -1. */
+export function findRunCell(
+  notebook: INotebookLike,
+  session: string,
+  run: number
+): number {
+  return notebook.cells.findIndex(c => {
+    const meta = autoresearchMeta(c);
+    return meta?.session === session && meta?.run === run;
+  });
 }
 
 /**
@@ -90,10 +108,11 @@ export function insertRunCell(
   notebook: INotebookLike,
   anchorIndex: number,
   session: string,
+  run: number,
   source: string,
   metadata: JSONish
 ): number {
-  const index = insertionIndex(notebook.cells, anchorIndex, session);
+  const index = insertionIndex(notebook.cells, anchorIndex, session, run);
   notebook.insertCell(index, { cell_type: 'code', source, metadata });
   return index;
 }

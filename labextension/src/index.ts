@@ -8,17 +8,13 @@ import {
   Notification
 } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { Kernel, KernelMessage as KM } from '@jupyterlab/services';
+import { Kernel } from '@jupyterlab/services';
 
-import { INotebookLike, JSONish } from './cells';
-import {
-  COMM_TARGET,
-  ExportTarget,
-  IExportMessage,
-  KernelMessage,
-  handleMessage
-} from './comm';
+import { IKernelLike, PageBridge } from './bridge';
+import { ExportTarget, IState } from './comm';
+import { VERSION } from './version';
 
 /** Palette command ids. */
 namespace CommandIDs {
@@ -69,96 +65,8 @@ const EXPORT_COMMANDS: IExportCommand[] = [
   }
 ];
 
-/**
- * Open autoresearch comms and the last `state` message, per kernel id.
- * Several connections (one per notebook) can share a kernel and each sees
- * every comm_open, so comms are deduplicated by comm id.
- */
-class CommRegistry {
-  constructor(private _onChange: () => void) {}
-
-  /** Register the comm target on a kernel connection (once). */
-  watch(kernel: Kernel.IKernelConnection | null | undefined): void {
-    if (!kernel || this._watched.has(kernel)) {
-      return;
-    }
-    this._watched.add(kernel);
-    kernel.registerCommTarget(COMM_TARGET, (comm, msg) =>
-      this._open(kernel, comm, msg)
-    );
-  }
-
-  /** The most recently opened live comm of a kernel. */
-  current(kernelId: string | undefined): Kernel.IComm | null {
-    const comms = (kernelId && this._comms.get(kernelId)) || [];
-    const live = comms.filter(c => !c.isDisposed);
-    return live.length ? live[live.length - 1] : null;
-  }
-
-  /** The last `state` message of a kernel, if any. */
-  state(kernelId: string | undefined): JSONish | undefined {
-    return kernelId ? this._state.get(kernelId) : undefined;
-  }
-
-  /** Opens a document given relative to the kernel's notebook folder. */
-  openPath: (path: string, kernelId: string) => void = () => undefined;
-
-  /** Notebooks to search for anchors: the kernel's own first. */
-  notebooks: (kernelId: string) => Iterable<INotebookLike> = () => [];
-
-  private _open(
-    kernel: Kernel.IKernelConnection,
-    comm: Kernel.IComm,
-    openMsg: KM.ICommOpenMsg
-  ): void {
-    if (this._seen.has(comm.commId)) {
-      return; // already served through another connection to this kernel
-    }
-    this._seen.add(comm.commId);
-    const kernelId = kernel.id;
-    const comms = (this._comms.get(kernelId) ?? []).filter(c => !c.isDisposed);
-    comms.push(comm);
-    this._comms.set(kernelId, comms);
-
-    const receive = (data: unknown): void => {
-      if (!data || typeof data !== 'object') {
-        return;
-      }
-      const msg = data as KernelMessage;
-      if (msg.type === 'state') {
-        this._state.set(kernelId, msg);
-        this._onChange();
-      } else if (msg.type === 'open') {
-        this.openPath(msg.path, kernelId);
-      } else if (msg.type === 'result') {
-        // The kernel's answer to an export command.
-        const text = `Autoresearch: ${msg.message}`;
-        if (msg.ok) {
-          Notification.success(text, { autoClose: 5000 });
-        } else {
-          Notification.error(text, { autoClose: false });
-        }
-      }
-      const ack = handleMessage(msg, () => this.notebooks(kernelId));
-      if (ack && !comm.isDisposed) {
-        comm.send(ack);
-      }
-    };
-    comm.onMsg = msg => receive(msg.content.data);
-    comm.onClose = () => {
-      const rest = (this._comms.get(kernelId) ?? []).filter(c => c !== comm);
-      this._comms.set(kernelId, rest);
-      this._onChange();
-    };
-    this._onChange();
-    receive(openMsg.content.data);
-  }
-
-  private _watched = new WeakSet<Kernel.IKernelConnection>();
-  private _seen = new Set<string>();
-  private _comms = new Map<string, Kernel.IComm[]>();
-  private _state = new Map<string, JSONish>();
-}
+/** A notebook's shared model, which the bridge edits. */
+type ISharedNotebook = NonNullable<NotebookPanel['model']>['sharedModel'];
 
 /** The kernel id of a notebook panel, if it has a kernel. */
 function kernelIdOf(panel: NotebookPanel | null): string | undefined {
@@ -166,15 +74,17 @@ function kernelIdOf(panel: NotebookPanel | null): string | undefined {
 }
 
 /** Short text describing the best variant, from a `state` message. */
-function describeBest(state: JSONish | undefined): string {
-  const best = state?.best;
-  if (!best || typeof best !== 'object') {
+function describeBest(state: IState | undefined): string {
+  if (!state?.best) {
     return 'No best variant reported yet';
   }
-  const parts = ['run', 'metric']
-    .filter(k => best[k] !== undefined)
-    .map(k => `${k} ${JSON.stringify(best[k])}`);
-  return `Best of session ${state?.session ?? '?'}: ${parts.join(', ')}`;
+  const { run, metric } = state.best;
+  return `Best of session ${state.session}: run ${run}, metric ${metric}`;
+}
+
+/** A new id for this page load. */
+function pageId(): string {
+  return `page-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -183,60 +93,87 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'Lets %%autoresearch kernels insert, mark and replace notebook cells.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, IDocumentManager],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    docManager: IDocumentManager | null
   ) => {
     const refresh = () => app.commands.notifyCommandChanged();
-    const registry = new CommRegistry(refresh);
-
-    // Kernel's own notebooks first, then every other open notebook.
-    registry.notebooks = function* (kernelId: string) {
-      const panels: NotebookPanel[] = [];
-      tracker.forEach(p => panels.push(p));
-      const own = panels.filter(p => kernelIdOf(p) === kernelId);
-      for (const panel of [...own, ...panels.filter(p => !own.includes(p))]) {
-        if (panel.model) {
-          yield panel.model.sharedModel;
-        }
-      }
+    const panels = (): NotebookPanel[] => {
+      const all: NotebookPanel[] = [];
+      tracker.forEach(p => all.push(p));
+      return all;
     };
+    const panelOf = (notebook: ISharedNotebook) =>
+      panels().find(p => p.model?.sharedModel === notebook);
 
-    // The kernel runs in its notebook's folder and names files relative to it.
-    registry.openPath = (path, kernelId) => {
-      let folder = '';
-      tracker.forEach(p => {
-        if (!folder && kernelIdOf(p) === kernelId) {
-          folder = PathExt.dirname(p.context.path);
+    const bridge = new PageBridge<ISharedNotebook>(pageId(), VERSION, {
+      notebooks: kernelId => {
+        const own = new Set<ISharedNotebook>();
+        const other = new Set<ISharedNotebook>();
+        for (const panel of panels()) {
+          if (panel.model) {
+            const mine = kernelIdOf(panel) === kernelId;
+            (mine ? own : other).add(panel.model.sharedModel);
+          }
         }
-      });
-      void app.commands.execute('docmanager:open', {
-        path: PathExt.normalize(PathExt.join(folder, path))
-      });
-    };
+        other.forEach(n => own.has(n) && other.delete(n));
+        return { own: [...own], other: [...other] };
+      },
+      // Saved at once, as autosave would later: a reload keeps the cells.
+      save: async notebook => {
+        const panel = panelOf(notebook);
+        if (panel && (docManager?.autosave ?? true) && panel.context.model.dirty) {
+          await panel.context.save();
+        }
+      },
+      // The kernel names files relative to its notebook's folder.
+      open: async (path, kernelId) => {
+        const own = panels().find(p => kernelIdOf(p) === kernelId);
+        const folder = own ? PathExt.dirname(own.context.path) : '';
+        await app.commands.execute('docmanager:open', {
+          path: PathExt.normalize(PathExt.join(folder, path))
+        });
+      },
+      result: (ok, message) => {
+        const text = `Autoresearch: ${message}`;
+        if (ok) {
+          Notification.success(text, { autoClose: 5000 });
+        } else {
+          Notification.error(text, { autoClose: false });
+        }
+      },
+      changed: refresh
+    });
 
+    const watch = (kernel: Kernel.IKernelConnection | null | undefined) =>
+      bridge.watch(kernel as unknown as IKernelLike | null | undefined);
     const track = (panel: NotebookPanel) => {
-      registry.watch(panel.sessionContext.session?.kernel);
+      watch(panel.sessionContext.session?.kernel);
       panel.sessionContext.kernelChanged.connect((_, change) => {
-        registry.watch(change.newValue);
+        watch(change.newValue);
         refresh();
       });
     };
     tracker.forEach(track);
     tracker.widgetAdded.connect((_, panel) => track(panel));
     tracker.currentChanged.connect(refresh);
+    // The page the user looks at is the one the kernels send to.
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') {
+        bridge.attachAll();
+      }
+    });
 
-    const currentComm = () =>
-      registry.current(kernelIdOf(tracker.currentWidget));
+    const currentKernel = () => kernelIdOf(tracker.currentWidget);
 
     for (const spec of EXPORT_COMMANDS) {
       app.commands.addCommand(spec.id, {
         label: spec.label,
-        caption: () =>
-          describeBest(registry.state(kernelIdOf(tracker.currentWidget))),
-        isEnabled: () => currentComm() !== null,
+        caption: () => describeBest(bridge.state(currentKernel())),
+        isEnabled: () => bridge.has(currentKernel()),
         execute: async () => {
           let arg = '';
           if (spec.ask) {
@@ -249,12 +186,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             }
             arg = (result.value ?? '').trim();
           }
-          // Re-read the comm: it may have closed while the dialog was open.
-          const comm = currentComm();
-          if (comm) {
-            const msg: IExportMessage = { type: 'export', to: spec.to, arg };
-            comm.send(msg);
-          }
+          // Looked up again: the comm may have gone while the dialog was open.
+          bridge.export(currentKernel(), spec.to, arg);
         }
       });
       palette?.addItem({ command: spec.id, category: 'Autoresearch' });

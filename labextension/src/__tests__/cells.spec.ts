@@ -1,8 +1,5 @@
 import {
-  ICellLike,
   INFEASIBLE_PREFIX,
-  INotebookLike,
-  JSONish,
   findCell,
   insertRunCell,
   insertionIndex,
@@ -10,49 +7,9 @@ import {
   markedSource,
   replaceSource
 } from '../cells';
-import { handleMessage } from '../comm';
 import { VERSION } from '../version';
 import pkg from '../../package.json';
-
-/** In-memory stand-ins for ISharedCell / ISharedNotebook. */
-class FakeCell implements ICellLike {
-  constructor(
-    readonly id: string,
-    public source = '',
-    public metadata: JSONish = {}
-  ) {}
-  history: string[] = [];
-  getSource(): string {
-    return this.source;
-  }
-  setSource(value: string): void {
-    this.history.push(this.source);
-    this.source = value;
-  }
-  getMetadata(key: string): unknown {
-    return this.metadata[key];
-  }
-  setMetadata(key: string, value: any): void {
-    this.metadata = { ...this.metadata, [key]: value };
-  }
-}
-
-class FakeNotebook implements INotebookLike {
-  constructor(public cells: FakeCell[]) {}
-  transactions = 0;
-  insertCell(
-    index: number,
-    cell: { cell_type: 'code'; source: string; metadata: JSONish }
-  ): FakeCell {
-    const created = new FakeCell(`new${index}`, cell.source, cell.metadata);
-    this.cells.splice(index, 0, created);
-    return created;
-  }
-  transact(f: () => void): void {
-    this.transactions++;
-    f();
-  }
-}
+import { FakeCell, FakeNotebook } from './fakes';
 
 const run = (id: string, session: string, n: number) =>
   new FakeCell(id, `x = ${n}`, { autoresearch: { session, run: n } });
@@ -65,7 +22,7 @@ describe('insertionIndex', () => {
       new FakeCell('anchor'),
       new FakeCell('u')
     ];
-    expect(insertionIndex(cells, 1, 's')).toBe(2);
+    expect(insertionIndex(cells, 1, 's', 1)).toBe(2);
   });
 
   it('goes after an existing block of the same session (run order)', () => {
@@ -75,7 +32,7 @@ describe('insertionIndex', () => {
       run('r2', 's', 2),
       new FakeCell('user')
     ];
-    expect(insertionIndex(cells, 0, 's')).toBe(3);
+    expect(insertionIndex(cells, 0, 's', 3)).toBe(3);
   });
 
   it('stops at a user cell interrupting the block', () => {
@@ -85,17 +42,28 @@ describe('insertionIndex', () => {
       new FakeCell('user'),
       run('r2', 's', 2)
     ];
-    expect(insertionIndex(cells, 0, 's')).toBe(2);
+    expect(insertionIndex(cells, 0, 's', 3)).toBe(2);
   });
 
   it('does not extend over another session', () => {
     const cells = [new FakeCell('anchor'), run('o1', 'other', 1)];
-    expect(insertionIndex(cells, 0, 's')).toBe(1);
+    expect(insertionIndex(cells, 0, 's', 2)).toBe(1);
   });
 
   it('appends at the end when the block reaches the end', () => {
     const cells = [new FakeCell('anchor'), run('r1', 's', 1)];
-    expect(insertionIndex(cells, 0, 's')).toBe(2);
+    expect(insertionIndex(cells, 0, 's', 2)).toBe(2);
+  });
+
+  it('keeps run order when an earlier run arrives late', () => {
+    const cells = [
+      new FakeCell('anchor'),
+      run('r2', 's', 2),
+      run('r5', 's', 5),
+      new FakeCell('user')
+    ];
+    expect(insertionIndex(cells, 0, 's', 3)).toBe(2);
+    expect(insertionIndex(cells, 0, 's', 1)).toBe(1);
   });
 });
 
@@ -110,7 +78,7 @@ describe('findCell / insertRunCell', () => {
     const found = findCell([other, nb], 'anchor');
     expect(found?.notebook).toBe(nb);
     const meta = { autoresearch: { session: 's', run: 2 } };
-    const index = insertRunCell(nb, found!.index, 's', 'x = 2', meta);
+    const index = insertRunCell(nb, found!.index, 's', 2, 'x = 2', meta);
     expect(index).toBe(2);
     expect(ids(nb)).toEqual(['anchor', 'r1', 'new2', 'user']);
     expect(nb.cells[2].source).toBe('x = 2');
@@ -174,90 +142,6 @@ describe('replaceSource', () => {
     expect(cell.history).toEqual(['%%autoresearch\nold()']);
     replaceSource(cell, 'new()'); // unchanged source: no extra undo step
     expect(cell.history).toHaveLength(1);
-  });
-});
-
-describe('handleMessage', () => {
-  const nb = () =>
-    new FakeNotebook([new FakeCell('anchor', '%%autoresearch\nf()')]);
-
-  it('acks hello with the extension version', () => {
-    expect(handleMessage({ type: 'hello', request: 'r' }, () => [])).toEqual({
-      type: 'ack',
-      request: 'r',
-      ok: true,
-      version: VERSION
-    });
-  });
-
-  it('inserts, marks and replaces', () => {
-    const book = nb();
-    const meta = { autoresearch: { session: 's', run: 1 } };
-    const common = { anchor_cell_id: 'anchor', session: 's', run: 1 };
-    expect(
-      handleMessage(
-        {
-          type: 'insert',
-          request: 'i',
-          source: 'g()',
-          metadata: meta,
-          ...common
-        },
-        () => [book]
-      )
-    ).toEqual({ type: 'ack', request: 'i', ok: true, index: 1 });
-    expect(
-      handleMessage(
-        { type: 'mark', request: 'm', note: 'n', ...common },
-        () => [book]
-      )
-    ).toEqual({ type: 'ack', request: 'm', ok: true, count: 1 });
-    expect(
-      handleMessage(
-        {
-          type: 'replace',
-          request: 'p',
-          anchor_cell_id: 'anchor',
-          source: 'h()'
-        },
-        () => [book]
-      )
-    ).toEqual({ type: 'ack', request: 'p', ok: true });
-    expect(book.cells.map(c => c.source)).toEqual([
-      'h()',
-      `${INFEASIBLE_PREFIX} n\ng()`
-    ]);
-  });
-
-  it('reports a missing anchor as ok: false', () => {
-    const ack = handleMessage(
-      { type: 'replace', request: 'p', anchor_cell_id: 'nope', source: '' },
-      () => [nb()]
-    );
-    expect(ack?.ok).toBe(false);
-    expect(ack?.error).toMatch(/not found/);
-  });
-
-  it('acknowledges open requests (the caller opens the document)', () => {
-    expect(
-      handleMessage({ type: 'open', request: 'o1', path: 'best.ipynb' }, () => [])
-    ).toEqual({ type: 'ack', request: 'o1', ok: true });
-  });
-
-  it('does not reply to state, result, or unknown messages without request', () => {
-    expect(
-      handleMessage({ type: 'state', session: 's', best: null }, () => [])
-    ).toBeNull();
-    expect(
-      handleMessage(
-        { type: 'result', ok: true, message: 'done', request: 'r9' } as any,
-        () => []
-      )
-    ).toBeNull();
-    expect(handleMessage({ type: 'bogus' } as any, () => [])).toBeNull();
-    expect(
-      handleMessage({ type: 'bogus', request: 'b' } as any, () => [])?.ok
-    ).toBe(false);
   });
 });
 
