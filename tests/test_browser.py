@@ -66,6 +66,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     settings = root / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    # Widget state saved in the notebook, as many users set it: a reopened panel must still work.
+    widgets = root / "settings" / "@jupyter-widgets" / "jupyterlab-manager"
+    widgets.mkdir(parents=True)
+    (widgets / "plugin.jupyterlab-settings").write_text('{"saveState": true}')
     port, token = _free_port(), secrets.token_hex(16)
     log = open(root / "lab.log", "w")
     process = subprocess.Popen(
@@ -278,4 +282,130 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         _wait(lambda: (root / "from_palette.py").exists(), 30, "the palette export", page)
         assert "# autoresearch e2e run" in (root / "from_palette.py").read_text()
         page.screenshot(path=str(ARTIFACTS / "panel-end.png"), full_page=True)
+        browser.close()
+
+
+def _logged_runs(log: Path) -> list[dict[str, Any]]:
+    """The run lines of a session log."""
+    if not log.exists():
+        return []
+    return [r for line in log.read_text().splitlines() if line.strip() and "run" in (r := json.loads(line))]
+
+
+@pytest.mark.timeout(420)
+def test_reload_and_reopen_lose_no_accepted_cell(lab: tuple[str, Path], llm: LLMServer) -> None:
+    url, root = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    counter = iter(range(1, 1000))
+
+    def reply(request: dict[str, Any]) -> Reply:
+        k = next(counter)
+        return Reply(answer(f"step {k}", _candidate(k).replace("0.2", "0.4")), chunk=16, delay=0.02)
+
+    llm.default = reply
+    _notebook(
+        root / "reload.ipynb",
+        [
+            "%load_ext jupyter_autoresearch",
+            f"%%autoresearch --maximize x --model openai/test --api-base {llm.url} --session rl --max-iterations 14\n"
+            "print('METRIC x=1')\nprint('METRIC cost=0.5')",
+            "print('a cell of the user')",
+        ],
+    )
+    log = root / ".autoresearch" / "rl" / "log.jsonl"
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" on reload
+
+        def ready(path: str) -> None:
+            _wait(
+                lambda: page.evaluate(
+                    f"!!({NB}?.context?.path === '{path}' && {NB}.sessionContext?.session?.kernel?.status === 'idle')"
+                ),
+                120,
+                f"{path} and its kernel",
+                page,
+            )
+
+        def run(index: int) -> None:
+            page.evaluate(
+                f"async () => {{ {NB}.content.activeCellIndex = {index};"
+                "await window.jupyterapp.commands.execute('notebook:run-cell'); }"
+            )
+
+        def inserted() -> list[int]:
+            return [c["meta"]["run"] for c in page.evaluate(CELLS) if c["meta"]]
+
+        page.goto(url.format("reload.ipynb"))
+        ready("reload.ipynb")
+        run(0)
+        ready("reload.ipynb")
+        run(1)
+        _wait(lambda: len(inserted()) >= 2, 120, "two accepted variants as cells", page)
+
+        # Reload mid-session: the new page finds the comm again and gets what the old one missed.
+        page.reload()
+        ready("reload.ipynb")
+        _wait(lambda: len(_logged_runs(log)) == 15, 180, "the loop to end", page)
+        kept = [r["run"] for r in _logged_runs(log) if r["status"] == "keep" and r["run"] > 1]
+        assert len(kept) >= 4, kept
+        _wait(lambda: inserted() == kept, 60, "every accepted run as a cell, once, in run order", page)
+        page.screenshot(path=str(ARTIFACTS / "after-reload.png"))
+
+        # Reopen the notebook (saved, closed, opened again); never clicked a tab before.
+        page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
+        saved = json.loads((root / "reload.ipynb").read_text())["metadata"]["widgets"]
+        tabs = [
+            m
+            for m in saved["application/vnd.jupyter.widget-state+json"]["state"].values()
+            if m["model_name"] == "TabModel"
+        ]
+        assert tabs and tabs[0]["state"]["selected_index"] == 0  # saved with the widget state, never clicked
+        page.evaluate(f"async () => {{ await {NB}.close(); }}")
+        _wait(lambda: page.evaluate(f"!{NB} || {NB}.context?.path !== 'reload.ipynb'"), 30, "the notebook to close")
+        page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open', {path: 'reload.ipynb'}); }")
+        ready("reload.ipynb")
+        panel = page.locator(".jupyter-autoresearch-panel")
+        panel.wait_for(timeout=60_000)
+        assert inserted() == kept  # nothing inserted twice by the reopened page
+
+        # The tabs answer clicks.
+        panel.locator(".lm-TabBar-tab", has_text="Export").click()
+        export_button = panel.locator("button", has_text="Export")
+        export_button.wait_for(state="visible", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "reopened-export-tab.png"))
+
+        # Insert best below: the best's cell was deleted; it comes back, and the panel says so after the ack.
+        best = kept[-1]
+        page.evaluate(
+            f"""() => {{ const nb = {NB}.model.sharedModel;
+            const i = nb.cells.findIndex(c => c.getMetadata('autoresearch')?.run === {best});
+            nb.deleteCell(i); }}"""
+        )
+        assert best not in inserted()
+        panel.locator("select").last.select_option(label="Insert best below")
+        export_button.click()
+        _wait(lambda: f"inserted run {best} below the benchmark cell" in panel.inner_text(), 30, "the insert", page)
+        assert inserted() == kept
+
+        # Replace benchmark cell.
+        panel.locator("select").last.select_option(label="Replace benchmark cell")
+        export_button.click()
+        _wait(lambda: "replaced the benchmark cell" in panel.inner_text(), 30, "the replace", page)
+        source = page.evaluate(CELLS)[1]["source"]
+        assert source.startswith("import time") and f"METRIC x={best}" in source
+
+        # %autoresearch export --to cell reports only once the page confirmed.
+        page.evaluate(
+            f"""() => {{ const nb = {NB}.model.sharedModel;
+            const i = nb.cells.findIndex(c => c.getMetadata('autoresearch')?.run === {best});
+            nb.deleteCell(i);
+            nb.insertCell(nb.cells.length, {{cell_type: 'code', source: '%autoresearch export --to cell'}}); }}"""
+        )
+        run(len(page.evaluate(CELLS)) - 1)
+        last = page.locator(".jp-Cell").last
+        _wait(lambda: f"inserted run {best} below the benchmark cell" in last.inner_text(), 30, "the line magic", page)
+        assert inserted() == kept
+        page.screenshot(path=str(ARTIFACTS / "reopened-end.png"), full_page=True)
         browser.close()
