@@ -300,3 +300,14 @@ def _script(tmp_path: Path) -> Path:
     path = tmp_path / "bench.py"
     path.write_text(metric_cell(1))
     return path
+
+
+def test_the_panel_reads_as_text_where_widgets_cannot_show(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [("better", metric_cell(2))])
+    magic(ip, f"--maximize x --model replay:{rec} --session txt", metric_cell(1))
+    ip.user_ns["_autoresearch"].wait(30)
+    out = capsys.readouterr().out
+    assert "VBox(" not in out
+    assert "autoresearch session txt: " in out and "The live panel needs ipywidgets" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -12,7 +13,10 @@ from conftest import EXAMPLES
 
 
 @pytest.mark.timeout(600)
-def test_marketing_notebook_runs_in_a_kernel_and_stores_the_panel(tmp_path: Path) -> None:
+def test_marketing_notebook_runs_headless_into_a_small_clean_notebook(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As nbclient, papermill and nbconvert run it: no comm warnings, a readable summary, small."""
     from nbclient import NotebookClient
 
     for name in ("marketing_budget.ipynb", "marketing_budget.session.jsonl", "marketing_campaign_estimations.csv"):
@@ -24,9 +28,14 @@ def test_marketing_notebook_runs_in_a_kernel_and_stores_the_panel(tmp_path: Path
         kernel_name="python3",
         store_widget_state=True,
         resources={"metadata": {"path": str(tmp_path)}},
+        log=logging.getLogger("nbclient-under-test"),
     )
-    client.execute()
+    with caplog.at_level(logging.DEBUG, logger="nbclient-under-test"):
+        client.execute()
 
+    assert not [r for r in caplog.records if "comm" in r.getMessage()], (
+        caplog.text
+    )  # "No handler found for comm target"
     errors = [
         o
         for c in notebook.cells
@@ -35,14 +44,26 @@ def test_marketing_notebook_runs_in_a_kernel_and_stores_the_panel(tmp_path: Path
         if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr" and "error" in o.text)
     ]
     assert not errors, errors
-    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
-    headers = [v for v in html if "session</span>" in v]
-    assert len(headers) == 2  # one panel per %%autoresearch cell, saved in the notebook
-    assert all("stopped" in h and "marketing_budget" in h for h in headers)
-    assert "110.1627 (run 6)" in headers[0] and "109.8699 (run 10)" in headers[1]
-    tables = [v for v in html if "<table" in v]
-    assert any("95.9106" in t and "infeasible" in t for t in tables)
+    size = len(nbformat.writes(notebook))
+    assert size < 150_000, size  # no live panel stored where nobody can use it
+    assert "widgets" not in notebook.metadata
+    summaries = [
+        o.data
+        for c in notebook.cells
+        for o in c.get("outputs", [])
+        if "autoresearch session" in o.get("data", {}).get("text/html", "")
+    ]
+    assert len(summaries) == 2  # one per %%autoresearch cell
+    assert all("stopped" in s["text/html"] and "marketing_budget" in s["text/html"] for s in summaries)
+    assert "best run 6: 110.1627" in summaries[0]["text/html"] and "best run 10: 109.8699" in summaries[1]["text/html"]
+    assert "95.9106" in summaries[0]["text/html"] and "infeasible" in summaries[0]["text/html"]
+    texts = [
+        o.data["text/plain"] for c in notebook.cells for o in c.get("outputs", []) if "text/plain" in o.get("data", {})
+    ]
+    assert not [t for t in texts if "VBox(" in t or "HTML object" in t]
+    plain = summaries[0]["text/plain"]
+    assert plain.startswith("marketing_budget: stopped (done") and "best run 6: revenue_millions=110.1627" in plain
+    assert "   3    0  discard" in plain and "95.9106" in plain  # the history, readable as text
 
     script = (tmp_path / "best_plan.py").read_text()  # the export cell ran
     assert "def report(chosen)" in script and "contacts @ x <= MAX_CONTACT_RATE * (users @ x)" in script
@@ -84,11 +105,11 @@ def test_notebook_with_a_live_model_server(tmp_path: Path, llm) -> None:  # type
     client.execute()
     assert notebook.cells[3].outputs[0]["text"] == "4 297.0\n"  # the candidate rebinding base stayed in its process
     assert len(llm.requests) == 3
-    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    html = " ".join(m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel")
-    assert "stopped (max-iterations" in html and ">crash<" in html and "ValueError: nope" in html
     summary = [o for o in notebook.cells[2].outputs if "text/html" in o.get("data", {})]
-    assert summary and "autoresearch session" in summary[-1]["data"]["text/html"]  # readable without widgets
+    assert len(summary) == 1 and "widgets" not in notebook.metadata  # the summary, no live panel
+    html = summary[0]["data"]["text/html"]
+    assert "autoresearch session" in html and "stopped (max-iterations" in html
+    assert ">crash<" in html and "ValueError: nope" in html
 
 
 @pytest.mark.timeout(180)
