@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LABEXTENSION = ROOT / "labextension"
+BUILT = ROOT / "jupyter_autoresearch" / "labextension"
 
 
 @pytest.mark.timeout(600)
@@ -32,3 +34,26 @@ def test_the_installed_extension_is_enabled() -> None:
     assert "enabled" in line and "OK" in line, listing
     package = json.loads((ROOT / "labextension" / "package.json").read_text())
     assert package["jupyterlab"]["outputDir"] == "../jupyter_autoresearch/labextension"
+
+
+def test_the_committed_build_is_made_from_the_current_sources() -> None:
+    """The prebuilt extension ships in the repository (so an install needs no Node);
+    ``labextension/scripts/after-build.js`` records the sources each build was made from."""
+    recorded = dict(
+        reversed(line.split("  ", 1)) for line in (BUILT / "sources.sha256").read_text().splitlines() if line
+    )
+    sources = {p.relative_to(ROOT).as_posix() for p in (LABEXTENSION / "src").rglob("*") if p.is_file()}
+    sources = {p for p in sources if "/__tests__/" not in p}
+    sources |= {p.relative_to(ROOT).as_posix() for p in (LABEXTENSION / "style").rglob("*") if p.is_file()}
+    sources |= {"labextension/package.json", "labextension/package-lock.json", "labextension/tsconfig.json"}
+    sources |= {"install.json"}
+    assert set(recorded) == sources, "sources were added or removed since the build"
+    stale = [f for f, digest in recorded.items() if hashlib.sha256((ROOT / f).read_bytes()).hexdigest() != digest]
+    assert not stale, (
+        f"the committed extension is stale ({', '.join(stale)} changed): run "
+        "`cd labextension && npm run build:prod` and commit jupyter_autoresearch/labextension"
+    )
+    built = json.loads((BUILT / "package.json").read_text())
+    remote = built["jupyterlab"]["_build"]["load"]
+    assert (BUILT / remote).is_file() and (BUILT / "install.json").is_file()
+    assert not list((BUILT / "static").glob("*.map")), "a development build: commit the npm run build:prod output"
