@@ -337,7 +337,7 @@ def test_reload_and_reopen_lose_no_accepted_cell(lab: tuple[str, Path], llm: LLM
         def inserted() -> list[int]:
             return [c["meta"]["run"] for c in page.evaluate(CELLS) if c["meta"]]
 
-        page.goto(url.format("reload.ipynb"))
+        page.goto(url.format("reload.ipynb") + "&reset")  # not the tabs an earlier test left open
         ready("reload.ipynb")
         run(0)
         ready("reload.ipynb")
@@ -366,7 +366,7 @@ def test_reload_and_reopen_lose_no_accepted_cell(lab: tuple[str, Path], llm: LLM
         _wait(lambda: page.evaluate(f"!{NB} || {NB}.context?.path !== 'reload.ipynb'"), 30, "the notebook to close")
         page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open', {path: 'reload.ipynb'}); }")
         ready("reload.ipynb")
-        panel = page.locator(".jupyter-autoresearch-panel")
+        panel = page.locator(f"#{page.evaluate(f'{NB}.id')} .jupyter-autoresearch-panel")
         panel.wait_for(timeout=60_000)
         assert inserted() == kept  # nothing inserted twice by the reopened page
 
