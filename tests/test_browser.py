@@ -351,6 +351,9 @@ def test_reload_and_reopen_lose_no_accepted_cell(lab: tuple[str, Path], llm: LLM
         kept = [r["run"] for r in _logged_runs(log) if r["status"] == "keep" and r["run"] > 1]
         assert len(kept) >= 4, kept
         _wait(lambda: inserted() == kept, 60, "every accepted run as a cell, once, in run order", page)
+        live = page.locator(f"#{page.evaluate(f'{NB}.id')} .jupyter-autoresearch-panel")
+        _wait(lambda: "stopped" in live.inner_text(), 120, "the reloaded panel to follow the session", page)
+        _wait(lambda: "Not in the notebook yet" not in live.inner_text(), 120, "the panel to see every ack", page)
         page.screenshot(path=str(ARTIFACTS / "after-reload.png"))
 
         # Reopen the notebook (saved, closed, opened again); never clicked a tab before.

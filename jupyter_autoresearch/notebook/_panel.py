@@ -460,7 +460,7 @@ class Panel:
             return
         self._undelivered = True
         runs = ("run " if len(records) == 1 else "runs ") + ", ".join(str(r.run) for r in records)
-        text = f"Not in the notebook yet: {runs}. {why}"
+        text = f"Not in the notebook yet: {runs}. {why[:1].upper()}{why[1:].rstrip('.')}."
         self.delivery.value = f"<span style='color:#ef6c00'>{escape(text)}</span>"
         metric = self.session.task.metric
         self.copy_box.value = "\n\n".join(variant_cell(self.session.name, r, metric)[0] for r in records)
