@@ -69,7 +69,7 @@ def timed(action, runs: int) -> list[float]:
 
 
 def compare(code: str, expected: float, folder: Path, runs: int) -> dict[str, list[float]]:
-    from jupyter_autoresearch import ForkEvaluator, WorkerSetup, imported_modules
+    from jupyter_autoresearch import EvaluationSettings, ForkEvaluator, WorkerSetup, imported_modules
 
     line = f"METRIC revenue_millions={expected:.4f}"
     (folder / "optimise.py").write_text(code)
@@ -84,7 +84,7 @@ def compare(code: str, expected: float, folder: Path, runs: int) -> dict[str, li
             exec(compile(code, "<cell>", "exec"), {"__name__": "__main__"})
         assert line in buffer.getvalue()
 
-    with ForkEvaluator(timeout=60) as evaluator:
+    with ForkEvaluator(EvaluationSettings(timeout=60)) as evaluator:
         evaluator.start(
             WorkerSetup(
                 folder=folder, preimport=imported_modules(code), off_limits=("marketing_campaign_estimations.csv",)

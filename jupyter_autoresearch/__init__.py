@@ -17,6 +17,7 @@ from .engine._events import (
     EvaluationDone,
     EvaluationStarted,
     Event,
+    ProposalFailed,
     ProposalReady,
     ProposalStarted,
     ReasoningDelta,
@@ -28,7 +29,8 @@ from .engine._events import (
 from .engine._factory import create_session, load_session
 from .engine._session import Session
 from .isolation._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
-from .proposers._propose import Proposal, ProposalContext, Proposer, ReplayProposer
+from .proposers._propose import Proposal, ProposalContext, Proposer
+from .proposers._replay import ReplayProposer
 from .protocol._constraints import Constraint, parse_constraint
 from .protocol._errors import (
     AutoresearchError,
@@ -40,11 +42,13 @@ from .protocol._errors import (
     MetricParseError,
     OptionsError,
     ProposalError,
+    SessionError,
     TargetError,
 )
 from .protocol._metrics import metric, parse_metrics
 from .protocol._records import RunRecord
-from .protocol._task import Limits, TaskSpec, Threshold
+from .protocol._settings import EvaluationSettings, ModelSettings
+from .protocol._task import Limits, TaskDraft, TaskSpec, Threshold
 
 __version__ = "0.1.0"
 
@@ -58,6 +62,7 @@ __all__ = [
     "Decision",
     "EvaluationDone",
     "EvaluationError",
+    "EvaluationSettings",
     "EvaluationStarted",
     "Evaluator",
     "Event",
@@ -67,11 +72,13 @@ __all__ = [
     "Limits",
     "LiteLLMProposer",
     "MetricParseError",
+    "ModelSettings",
     "OptionsError",
     "Outcome",
     "Proposal",
     "ProposalContext",
     "ProposalError",
+    "ProposalFailed",
     "ProposalReady",
     "ProposalStarted",
     "Proposer",
@@ -79,10 +86,12 @@ __all__ = [
     "ReplayProposer",
     "RunRecord",
     "Session",
+    "SessionError",
     "SessionStarted",
     "StateChanged",
     "Stopped",
     "TargetError",
+    "TaskDraft",
     "TaskInferred",
     "TaskSpec",
     "Threshold",

@@ -27,6 +27,7 @@ class Reply:
     delay: float = 0.0  # seconds between deltas
     prompt_tokens: int = 120
     completion_tokens: int = 40
+    cut_after: int | None = None  # close the connection after this many deltas (a reply cut off)
 
 
 class LLMServer:
@@ -115,7 +116,10 @@ class LLMServer:
 
                 try:
                     send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-                    for start in range(0, len(reply.text), reply.chunk):
+                    for index, start in enumerate(range(0, len(reply.text), reply.chunk)):
+                        if index == reply.cut_after:
+                            self.close_connection = True
+                            return  # no finish_reason, no [DONE]: the reply is cut off
                         piece = reply.text[start : start + reply.chunk]
                         send({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
                         if reply.delay:

@@ -49,6 +49,18 @@ def test_run_a_script_with_json_summary(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / ".autoresearch" / "bench" / "best.py").read_text() == metric_cell(2)
 
 
+def test_summary_holds_the_baseline_and_the_best_code(tmp_path: Path) -> None:
+    from jupyter_autoresearch import create_session
+    from jupyter_autoresearch.cli._summary import summary
+
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    session = create_session(tmp_path / "bench.py", maximize="x", model=f"replay:{rec}").run()
+    result = summary(session)
+    assert result["baseline"]["metric"] == 1 and result["best"]["code"] == metric_cell(2)
+    assert result["stop_reason"] == "done" and result["runs"] == 2
+
+
 def test_run_resumes_the_same_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2)), ("b", metric_cell(3))])

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_autoresearch import ForkEvaluator, WorkerSetup
+from jupyter_autoresearch import EvaluationSettings, ForkEvaluator, WorkerSetup
 from jupyter_autoresearch.isolation._evaluate import imported_modules, scrub_environment
 
 
 @pytest.fixture
 def evaluator(tmp_path: Path):
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    with ForkEvaluator(timeout=3, memory_mb=512) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=3, memory_mb=512)) as ev:
         ev.start(WorkerSetup(folder=tmp_path, preimport=("json",), off_limits=("*.csv",)))
         yield ev
 
@@ -73,7 +73,7 @@ def test_memory_limit(evaluator: ForkEvaluator) -> None:
 
 
 def test_output_is_capped_but_metric_lines_survive(tmp_path: Path) -> None:
-    with ForkEvaluator(timeout=10, output_cap=1000) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10, output_cap=1000)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
         outcome = run(ev, "print('METRIC early=1')\nfor i in range(100000): print('noise', i)\nprint('METRIC late=2')")
     assert outcome.metrics == {"early": 1.0, "late": 2.0}
@@ -85,7 +85,7 @@ def test_secrets_are_removed_and_cwd_is_the_target_folder(tmp_path: Path, monkey
     monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
     monkeypatch.setenv("DB_PASSWORD", "hunter2")
     monkeypatch.setenv("HARMLESS", "yes")
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
         outcome = run(
             ev,
@@ -137,7 +137,7 @@ def test_setup_code_and_shipped_namespace_are_warm(tmp_path: Path) -> None:
         return v * 2
 
     namespace = cloudpickle.dumps({"double": shipped, "base": 20})
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path, setup_code=("offset = 1",), namespace=namespace))
         outcome = run(ev, "print(f'METRIC x={double(base) + offset}')")
     assert outcome.metrics == {"x": 41.0}
@@ -146,7 +146,10 @@ def test_setup_code_and_shipped_namespace_are_warm(tmp_path: Path) -> None:
 def test_failing_setup_is_one_clear_error(tmp_path: Path) -> None:
     from jupyter_autoresearch import EvaluationError
 
-    with ForkEvaluator(timeout=10) as ev, pytest.raises(EvaluationError, match="setup cell 2 failed: NameError"):
+    with (
+        ForkEvaluator(EvaluationSettings(timeout=10)) as ev,
+        pytest.raises(EvaluationError, match="setup cell 2 failed: NameError"),
+    ):
         ev.start(WorkerSetup(folder=tmp_path, setup_code=("a = 1", "b = missing")))
 
 
@@ -177,7 +180,7 @@ def test_nothing_a_candidate_writes_is_executed_by_the_worker(tmp_path: Path) ->
             return (open, (str(tmp_path / "pwned"), "w"))
 
     payload = pickle.dumps(Payload())
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
         bad = run(
             ev,
@@ -209,7 +212,7 @@ def test_a_refused_last_value_keeps_the_earlier_valid_one(evaluator: ForkEvaluat
 def test_off_limits_patterns_follow_glob_rules_and_the_current_directory(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("a\n")
     (tmp_path / "sub").mkdir()
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
         nested = run(ev, "open('sub/out.csv', 'w').write('x')\nprint('METRIC x=1')")
         moved = run(ev, "import os\nos.chdir('sub')\nopen('../data.csv', 'w').write('x')")
@@ -222,7 +225,7 @@ def test_a_symlink_planted_over_a_protected_file_is_replaced_not_followed(tmp_pa
     (tmp_path / "data.csv").write_text("a\n")
     outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
     outside.write_text("keep me")
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path, off_limits=("data.csv",)))
         outcome = run(ev, f"import os\nos.system('rm data.csv; ln -s {outside} data.csv')")
     assert outcome.touched == ("data.csv",)
@@ -232,7 +235,7 @@ def test_a_symlink_planted_over_a_protected_file_is_replaced_not_followed(tmp_pa
 
 def test_candidates_see_no_descriptor_of_the_worker_or_their_siblings(tmp_path: Path) -> None:
     code = "import os, time\ntime.sleep(0.3)\nprint('METRIC fds=' + str(len(os.listdir('/proc/self/fd'))))"
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
         alone = run(ev, code)
         together = ev.evaluate([code] * 4)
@@ -246,11 +249,11 @@ def test_starting_and_closing_leaks_no_descriptors_or_files(tmp_path: Path) -> N
     def count() -> tuple[int, int]:
         return len(os.listdir("/proc/self/fd")), len(list(Path(tempfile.gettempdir()).glob("autoresearch-*")))
 
-    with ForkEvaluator(timeout=10) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
     before = count()
     for _ in range(5):
-        with ForkEvaluator(timeout=10) as ev:
+        with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
             ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
             run(ev, "print('METRIC x=1')")
     assert count() == before

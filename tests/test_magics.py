@@ -99,6 +99,14 @@ def test_line_magics_control_a_running_session(ip: Any, tmp_path: Path, capsys: 
     assert "cost <= 1" in capsys.readouterr().out
 
 
+def failed_cell(ip: Any, capsys: pytest.CaptureFixture[str], source: str) -> tuple[Exception, str]:
+    """Run a cell that must fail; its error and everything it printed."""
+    result = ip.run_cell(source)
+    captured = capsys.readouterr()
+    assert not result.success and result.error_in_exec is not None
+    return result.error_in_exec, captured.out + captured.err
+
+
 @pytest.mark.parametrize(
     "line, cell, message",
     [
@@ -112,28 +120,31 @@ def test_line_magics_control_a_running_session(ip: Any, tmp_path: Path, capsys: 
 def test_bad_input_is_one_line_without_traceback(
     ip: Any, capsys: pytest.CaptureFixture[str], line: str, cell: str, message: str
 ) -> None:
-    magic(ip, line, cell)
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    error, shown = failed_cell(ip, capsys, f"%%autoresearch {line}\n{cell}")
+    assert isinstance(error, ar.AutoresearchError) and message in str(error)
+    assert message in shown and "Traceback" not in shown and len(shown.strip().splitlines()) == 1
 
 
 def test_missing_primary_metric_is_reported_in_wait_mode(
     ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rec = write_recording(tmp_path / "rec.jsonl", [])
-    magic(ip, f"--maximize revenue --model replay:{rec} --wait", "print('METRIC cost=1')")
-    err = capsys.readouterr().err
-    assert "the baseline printed no METRIC revenue (it printed cost)" in err and "Traceback" not in err
+    error, shown = failed_cell(
+        ip, capsys, f"%%autoresearch --maximize revenue --model replay:{rec} --wait\nprint('METRIC cost=1')"
+    )
+    assert isinstance(error, ar.BaselineError) and error.metric == "revenue"
+    assert "the baseline printed no METRIC revenue (it printed cost)" in shown and "Traceback" not in shown
 
 
 def test_a_variable_that_cannot_be_shipped_is_named(
     ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ip.run_cell("import threading\nlock = threading.Lock()", store_history=True)
-    magic(ip, "--maximize x --model replay:r", "with lock:\n    print('METRIC x=1')")
-    err = capsys.readouterr().err
-    assert "cannot send variable 'lock' (lock) to the evaluation worker" in err
-    assert "--setup-cells 1 (the In[] number of the cell that defines it)" in err
+    _, shown = failed_cell(
+        ip, capsys, "%%autoresearch --maximize x --model replay:r\nwith lock:\n    print('METRIC x=1')"
+    )
+    assert "cannot send variable 'lock' (lock) to the evaluation worker" in shown
+    assert "--setup-cells 1 (the In[] number of the cell that defines it)" in shown
 
 
 def test_setup_cells_rebuild_state_in_the_worker(ip: Any, tmp_path: Path) -> None:
@@ -292,8 +303,8 @@ def test_export_to_file_and_notebook_and_without_frontend(
     notebook = nbformat.read(tmp_path / "best.ipynb", as_version=4)
     assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "code"]
     assert notebook.cells[2].metadata["autoresearch"]["run"] == 2
-    ip.run_line_magic("autoresearch", "export --to replace")
-    assert "replacing the benchmark cell needs the JupyterLab extension" in capsys.readouterr().err
+    _, shown = failed_cell(ip, capsys, "%autoresearch export --to replace")
+    assert "replacing the benchmark cell needs the JupyterLab extension" in shown
 
 
 def _script(tmp_path: Path) -> Path:
@@ -311,3 +322,50 @@ def test_the_panel_reads_as_text_where_widgets_cannot_show(
     out = capsys.readouterr().out
     assert "VBox(" not in out
     assert "autoresearch session txt: " in out and "The live panel needs ipywidgets" in out
+
+
+@pytest.mark.parametrize(
+    "source, usage",
+    [
+        ("%%autoresearch --help\nprint(1)", "usage: %%autoresearch"),
+        ("%%autoresearch -h\nprint(1)", "usage: %%autoresearch"),
+        ("%autoresearch --help", "usage: %autoresearch"),
+        ("%autoresearch -h", "usage: %autoresearch"),
+        *[
+            (f"%autoresearch {command} --help", f"usage: %autoresearch {command}")
+            for command in ("status", "stop", "pause", "resume", "history", "steer", "constraints", "session", "export")
+        ],
+    ],
+)
+def test_help_everywhere(ip: Any, capsys: pytest.CaptureFixture[str], source: str, usage: str) -> None:
+    result = ip.run_cell(source)
+    shown = capsys.readouterr()
+    assert result.success and shown.out.startswith(usage) and not shown.err
+    assert "_autoresearch" not in ip.user_ns  # help starts nothing
+
+
+def test_every_option_is_a_trait_of_the_magics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    config = Config()
+    config.AutoresearchMagics.model = f"replay:{rec}"
+    config.AutoresearchMagics.maximize = "x"
+    config.AutoresearchMagics.constraint = ["cost <= 1"]
+    config.AutoresearchMagics.max_time = "10m"
+    config.AutoresearchMagics.plateau = 0
+    config.AutoresearchMagics.max_model_failures = 5
+    config.AutoresearchMagics.min_improvement = "1%"
+    config.AutoresearchMagics.wait = True
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "jupyter_autoresearch")
+    shell.run_cell_magic("autoresearch", "--session traits", metric_cell(1))
+    session = shell.user_ns["_autoresearch"]
+    assert session.state == "stopped" and len(session.runs) == 2  # --wait came from the config
+    assert session.task.constraint_texts == ("cost <= 1",) and session.task.metric == "x"
+    assert session.limits.max_time == 600 and session.limits.plateau is None
+    assert session.limits.max_model_failures == 5 and str(session.limits.min_improvement) == "1%"
+    InteractiveShell.clear_instance()

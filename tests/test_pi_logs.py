@@ -21,8 +21,8 @@ from jupyter_autoresearch.cli import main
 from jupyter_autoresearch.engine._decide import best_of, confidence
 from jupyter_autoresearch.journal._logfile import find_log, read_log
 from jupyter_autoresearch.protocol._records import STATUSES
-from jupyter_autoresearch.views._html import STATUS_COLOURS
 from jupyter_autoresearch.views._plot import metric_figure
+from jupyter_autoresearch.views._status import STATUS_STYLES
 
 MARKETING = FILES / "pi_autoresearch_marketing.jsonl"
 
@@ -214,9 +214,9 @@ def test_checks_failed_is_counted_in_every_view() -> None:
     session = load_session(FILES / "pi_reinit.jsonl")
     frame = session.runs_dataframe()
     assert frame["status"].value_counts().to_dict() == {"keep": 6, "crash": 2, "discard": 2, "checks_failed": 1}
-    assert set(STATUSES) <= set(STATUS_COLOURS)
+    assert set(STATUSES) <= set(STATUS_STYLES)
     html = session._repr_html_()
-    assert STATUS_COLOURS["checks_failed"] in html
+    assert STATUS_STYLES["checks_failed"].colour in html
     figure = metric_figure(session.runs, session.task.metric, session.task.direction)
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert "checks failed" in labels

@@ -1,7 +1,7 @@
 """The command line: ``jupyter-autoresearch run TARGET`` and ``jupyter-autoresearch show PATH``.
 
-Exit codes: 0 the loop ended by a stop rule; 1 an error (one line on stderr);
-2 a usage error; 130 interrupted.
+Exit codes: 0 the loop ended by a stop rule (or ``--help``); 1 an error (one line on
+stderr); 2 a usage error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..engine._options import add_run_arguments, new_parser
+    from ..engine._options import CLI, add_options, new_parser
 
     parser = new_parser(
         "jupyter-autoresearch",
@@ -48,8 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     run.add_argument("target", help="a .py file or a .ipynb notebook")
-    add_run_arguments(run, notebook=False)
-    show = commands.add_parser("show", help="print the history of a session folder or log", allow_abbrev=False)
+    add_options(run, CLI)
+    show = commands.add_parser(
+        "show",
+        help="print the history of a session folder or log",
+        description="Print the history of a session folder or log, ours or pi-autoresearch's.",
+        allow_abbrev=False,
+    )
     show.add_argument("path", help="a session folder, a log.jsonl, or a pi-autoresearch log")
     show.add_argument("--json", action="store_true", help="print the runs as JSON lines")
     return parser
@@ -57,12 +62,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jupyter-autoresearch`` console script."""
+    from ..engine._options import HelpShown
+
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         args = _parser().parse_args(argv)
         if args.command == "show":
             return _show(Path(args.path), as_json=args.json)
         return _run(args)
+    except HelpShown as shown:  # --help, --version
+        return shown.status
     except OptionsError as err:
         print(f"jupyter-autoresearch: error: {err}", file=sys.stderr)
         return 2
@@ -79,21 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..engine._events import Event, SessionStarted
-    from ..engine._factory import notebook_options, session_from_options
-    from ..engine._options import options_from_namespace
+    from ..engine._factory import config_for, session_from_config
+    from ..engine._options import argv_layer
     from ..engine._target import load_targets
     from ..views._cells import Insertion, write_notebook_copy
-    from ..views._report import history_table
     from ._progress import ProgressPrinter
+    from ._summary import print_summary, summary
 
-    cli = options_from_namespace(vars(args))
-    targets = load_targets(args.target, cell=cli.cell)
+    cli = argv_layer(args)
+    targets = load_targets(args.target, cell=cli.get("cell"))
     insertions: list[Insertion] = []
     summaries = []
     latest = {}  # session name -> its last run, whose constraints judge all its variants
     for target in targets:
-        options = notebook_options(target, cli)
-        session = session_from_options(target, options)
+        config = config_for(target, cli)
+        session = session_from_config(target, config)
         session.subscribe(ProgressPrinter(sys.stderr))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
         signal.signal(
@@ -112,25 +121,15 @@ def _run(args: argparse.Namespace) -> int:
         session.run()
         first_new = started[0] + 1
         latest[session.name] = session
-        summaries.append(session.summary())
-        print(file=sys.stderr)
-        print(history_table(session.runs, session.task.metric), file=sys.stderr)
-        best = session.best_run
-        if best is not None:
-            kept = [f"{r.metric:.8g}" for r in session.segment_runs() if r.kept]
-            print(f"\n{session.task.metric} (segment {session.segment}): {' -> '.join(kept)}", file=sys.stderr)
-            print(
-                f"best: run {best.run}, {session.task.metric}={best.metric:.8g}; "
-                f"code in {session.folder / 'best.py'}\n",
-                file=sys.stderr,
-            )
+        summaries.append(summary(session))
+        print_summary(session, sys.stderr)
         if target.is_notebook and target.cell_index is not None:
             insertions.append(
                 Insertion(
                     anchor=target.cell_index,
                     session=session.name,
                     metric=session.task.metric,
-                    records=_to_insert(session, options.insert, first_new),
+                    records=_to_insert(session, config.output.insert, first_new),
                     infeasible={},
                 )
             )
@@ -138,14 +137,14 @@ def _run(args: argparse.Namespace) -> int:
             break
     if any(i.records for i in insertions):
         insertions = [_with_infeasible(i, latest[i.session]) for i in insertions]
-        output = Path(options.output) if options.output else targets[0].path.with_suffix(".autoresearch.ipynb")
+        output = config.output.output or targets[0].path.with_suffix(".autoresearch.ipynb")
         write_notebook_copy(targets[0].path, output, insertions)
         print(f"accepted cells written to {output}", file=sys.stderr)
-    if options.json:
-        summary = dict(summaries[-1])
+    if config.output.json:
+        result = dict(summaries[-1])
         if len(summaries) > 1:
-            summary["cells"] = summaries
-        print(json.dumps(summary, indent=2))
+            result["cells"] = summaries
+        print(json.dumps(result, indent=2))
     return 130 if session.stop_reason == "interrupted" else 0
 
 

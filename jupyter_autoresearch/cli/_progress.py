@@ -10,6 +10,7 @@ from ..engine._events import (
     ConstraintsChanged,
     Decision,
     Event,
+    ProposalFailed,
     ProposalReady,
     SessionStarted,
     StateChanged,
@@ -18,19 +19,9 @@ from ..engine._events import (
 )
 from ..protocol._format import change, number, short
 from ..protocol._task import TaskSpec
+from ..views._status import status_style
 
 __all__ = ["ProgressPrinter"]
-
-_COLOURS = {
-    "keep": "32",
-    "discard": "33",
-    "infeasible": "35",
-    "crash": "31",
-    "timeout": "31",
-    "invalid": "31",
-    "violation": "31",
-    "checks_failed": "33;1",
-}
 
 
 class ProgressPrinter:
@@ -44,7 +35,7 @@ class ProgressPrinter:
 
     def _paint(self, status: str) -> str:
         text = f"{status:<10}"
-        code = _COLOURS.get(status)
+        code = status_style(status).ansi
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour and code else text
 
     def _print(self, text: str) -> None:
@@ -59,10 +50,10 @@ class ProgressPrinter:
                 + (f" ({event.runs} runs so far)" if event.resumed else "")
             )
             if event.task.metric:
-                self._print(f"  objective: {_goal(event.task)}")
+                self._print(f"  objective: {event.task.goal}")
         elif isinstance(event, TaskInferred):
             self.task = event.task
-            self._print(f"  inferred objective: {_goal(event.task)}")
+            self._print(f"  inferred objective: {event.task.goal}")
             if event.task.objective:
                 self._print(f"  ({short(event.task.objective, 100)})")
         elif isinstance(event, ConstraintsChanged):
@@ -71,6 +62,11 @@ class ProgressPrinter:
                 self._print(f"     kept runs now infeasible: {', '.join(map(str, event.now_infeasible))}")
         elif isinstance(event, ProposalReady) and (event.hypothesis or event.problem):
             self._print(f"  ... {short(event.hypothesis or event.problem or '', 110)}")
+        elif isinstance(event, ProposalFailed):
+            self._print(
+                f"  --   model failed, no run ({event.consecutive} of {event.limit} in a row before it stops): "
+                f"{short(event.reason, 110)}"
+            )
         elif isinstance(event, BaselineDone):
             self.baseline = event.record.metric
         elif isinstance(event, Decision):
@@ -98,9 +94,3 @@ class ProgressPrinter:
         self._print(line)
         if r.status not in ("keep", "discard") and r.error:
             self._print(f"        {short(r.error, 110)}")
-
-
-def _goal(task: TaskSpec) -> str:
-    verb = "maximize" if task.direction == "higher" else "minimize"
-    rules = ", ".join(task.constraint_texts) or "no constraints"
-    return f"{verb} {task.metric} subject to {rules}"

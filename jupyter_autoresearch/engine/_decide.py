@@ -1,4 +1,4 @@
-"""Keep or discard: the pure decision rules of the loop."""
+"""The pure rules of the loop: keep or discard a run, the best run, the confidence, and when to stop."""
 
 from __future__ import annotations
 
@@ -9,9 +9,23 @@ from dataclasses import dataclass
 
 from ..isolation._evaluate import Outcome
 from ..protocol._records import RunRecord, Status
-from ..protocol._task import TaskSpec, Threshold
+from ..protocol._task import Limits, TaskSpec, Threshold
 
-__all__ = ["Verdict", "best_of", "better", "confidence", "judge", "mad", "median_metrics"]
+__all__ = [
+    "STOP_REASONS",
+    "Verdict",
+    "best_of",
+    "better",
+    "confidence",
+    "judge",
+    "mad",
+    "median_metrics",
+    "runs_without_keep",
+    "stop_rule",
+]
+
+#: Why a loop can end.
+STOP_REASONS = ("max-iterations", "plateau", "done", "max-cost", "max-time", "user", "interrupted", "error")
 
 
 @dataclass(frozen=True)
@@ -137,3 +151,43 @@ def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | Non
         return None
     value = abs(best - baseline) / spread
     return value if math.isfinite(value) else None
+
+
+def runs_without_keep(segment_runs: Sequence[RunRecord]) -> int:
+    """How many runs in a row, at the end of a segment, were not kept (its baseline aside)."""
+    tail = 0
+    for record in reversed(segment_runs[1:]):
+        if record.kept:
+            break
+        tail += 1
+    return tail
+
+
+def stop_rule(
+    limits: Limits,
+    *,
+    iteration: int,
+    segment_runs: Sequence[RunRecord],
+    spent_usd: float,
+    elapsed_s: float,
+) -> tuple[str, str] | None:
+    """The stop rule that fires before the next iteration, as ``(reason, detail)``, or None.
+
+    Args:
+        limits: the session's limits.
+        iteration: iterations done in this run of the loop.
+        segment_runs: the current segment's runs, its baseline first.
+        spent_usd: what the model calls of this run of the loop cost.
+        elapsed_s: seconds since this run of the loop started.
+    """
+    if limits.max_iterations is not None and iteration >= limits.max_iterations:
+        return "max-iterations", f"reached --max-iterations {limits.max_iterations}"
+    if limits.plateau:
+        tail = runs_without_keep(segment_runs)
+        if tail >= limits.plateau:
+            return "plateau", f"{tail} runs in a row without improvement (--plateau {limits.plateau})"
+    if limits.max_cost is not None and spent_usd >= limits.max_cost:
+        return "max-cost", f"spent ${spent_usd:.4f} of --max-cost ${limits.max_cost:g}"
+    if limits.max_time is not None and elapsed_s >= limits.max_time:
+        return "max-time", f"ran {elapsed_s:.0f}s of --max-time {limits.max_time:g}s"
+    return None

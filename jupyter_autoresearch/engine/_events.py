@@ -15,6 +15,7 @@ __all__ = [
     "EvaluationDone",
     "EvaluationStarted",
     "Event",
+    "ProposalFailed",
     "ProposalReady",
     "ProposalStarted",
     "ReasoningDelta",
@@ -74,6 +75,20 @@ class ProposalReady(Event):
     done: str | None
     tokens: int | None
     cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class ProposalFailed(Event):
+    """A model request failed or its reply was cut off: logged, no run made.
+
+    ``run`` is the number the run would have had; ``consecutive`` counts the failures in
+    a row, and the session stops when it reaches ``limit`` (``--max-model-failures``).
+    """
+
+    run: int
+    reason: str
+    consecutive: int
+    limit: int
 
 
 @dataclass(frozen=True)

@@ -4,38 +4,40 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..isolation._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
 from ..journal._journal import read_log, session_folder
-from ..proposers._propose import Proposer, ReplayProposer
+from ..proposers._propose import Proposer
+from ..proposers._replay import ReplayProposer
 from ..protocol._constraints import parse_constraints
 from ..protocol._errors import OptionsError, ProposalError
 from ..protocol._metrics import is_metric_name
-from ..protocol._task import Limits, TaskSpec, Threshold, parse_duration
-from ._options import RunOptions, parse_magic_line
+from ..protocol._settings import ModelSettings
+from ..protocol._task import Limits, TaskSpec
+from ._options import RunConfig, SetupCells, api_layer, magic_layer, options_doc
 from ._session import Session
 from ._target import Target, load_target
 
-__all__ = ["create_session", "load_session", "make_proposer", "session_from_options"]
+__all__ = ["config_for", "create_session", "load_session", "make_proposer", "session_from_config"]
 
 
-def make_proposer(model: str | None, api_base: str | None = None, *, folder: Path | None = None) -> Proposer:
+def make_proposer(settings: ModelSettings, *, folder: Path | None = None) -> Proposer:
     """The proposer for a model string: ``replay:PATH`` or any litellm model.
+
+    The model and server default to ``$AUTORESEARCH_MODEL`` and ``$AUTORESEARCH_API_BASE``,
+    read after the ``.env`` file beside the target.
 
     Raises:
         ProposalError: no model is configured.
     """
     load_dotenv(folder)
-    model = model or os.environ.get("AUTORESEARCH_MODEL")
-    api_base = api_base or os.environ.get("AUTORESEARCH_API_BASE")
+    model = settings.model or os.environ.get("AUTORESEARCH_MODEL")
     if not model:
-        raise ProposalError(
-            "no model configured: pass --model (e.g. openai/gpt-5-mini), set AUTORESEARCH_MODEL, "
-            "or replay a recording with --model replay:PATH"
-        )
+        raise ProposalError.no_model()
     if model.startswith("replay:"):
         path = Path(model.removeprefix("replay:")).expanduser()
         if not path.is_absolute() and folder is not None and not path.exists():
@@ -43,7 +45,14 @@ def make_proposer(model: str | None, api_base: str | None = None, *, folder: Pat
         return ReplayProposer(path, label=model)
     from ..proposers._litellm import LiteLLMProposer
 
-    return LiteLLMProposer(model=model, api_base=api_base)
+    return LiteLLMProposer(
+        replace(
+            settings,
+            model=model,
+            api_base=settings.api_base or os.environ.get("AUTORESEARCH_API_BASE") or None,
+            env_file=settings.env_file or (folder / ".env" if folder is not None else None),
+        )
+    )
 
 
 def load_dotenv(folder: Path | None) -> None:
@@ -79,127 +88,106 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _setup_code(target: Target, choice: str | None) -> tuple[str, ...]:
-    if choice is None or choice == "above":
+def setup_code(target: Target, choice: SetupCells) -> tuple[str, ...]:
+    """The code the worker runs once before any candidate (headless runs).
+
+    ``above``: the code cells above the benchmark; ``none``: nothing; numbers: the code
+    cells whose saved ``In [N]`` execution counts they are (as in a kernel).
+
+    Raises:
+        OptionsError: numbers for a script, or numbers no saved cell carries.
+    """
+    if choice == "above":
         return target.setup_code
     if choice == "none":
         return ()
-    try:
-        wanted = [int(part) for part in choice.split(",") if part.strip()]
-    except ValueError:
-        raise OptionsError(
-            f"--setup-cells {choice!r} is not understood; write 'above', 'none' or numbers like 1,3"
-        ) from None
-    if target.path.suffix != ".ipynb":
-        raise OptionsError("--setup-cells numbers only apply to notebooks")
+    shown = ",".join(map(str, choice))
+    if not target.is_notebook:
+        raise OptionsError(f"--setup-cells {shown}: In [N] numbers only apply to notebooks", option="setup_cells")
     import nbformat
 
     from ._target import plain_python
 
-    cells = [c for c in nbformat.read(target.path, as_version=4).cells if c.cell_type == "code"]
-    bad = [n for n in wanted if not 1 <= n <= len(cells)]
-    if bad:
-        raise OptionsError(f"--setup-cells {bad[0]} is out of range: the notebook has {len(cells)} code cells")
-    return tuple(plain_python(cells[n - 1].source) for n in wanted)
+    cells = {
+        c.get("execution_count"): c
+        for c in nbformat.read(target.path, as_version=4).cells
+        if c.cell_type == "code" and c.get("execution_count")
+    }
+    missing = [n for n in choice if n not in cells]
+    if missing:
+        saved = ", ".join(f"[{n}]" for n in sorted(cells)) or "none (it was saved without outputs)"
+        raise OptionsError(
+            f"--setup-cells {missing[0]}: no code cell of {target.path.name} was saved as In [{missing[0]}] "
+            f"(its cells show {saved}); give those numbers, 'above' or 'none'",
+            option="setup_cells",
+        )
+    return tuple(plain_python(cells[n].source) for n in choice)
 
 
-def notebook_options(target: Target, options: RunOptions) -> RunOptions:
-    """Defaults, then the options on the ``%%autoresearch`` line, then ``options`` on top."""
-    layered = RunOptions()
-    if target.magic_line:
-        layered = layered.merged_under(parse_magic_line(target.magic_line))
-    return layered.merged_under(options)
+def config_for(target: Target, *layers: Mapping[str, Any]) -> RunConfig:
+    """The table's defaults, then the target's ``%%autoresearch`` line, then ``layers``."""
+    return RunConfig.resolve(magic_layer(target.magic_line) if target.magic_line else {}, *layers)
 
 
-def session_from_options(
+def session_from_config(
     target: Target,
-    options: RunOptions,
+    config: RunConfig,
     *,
     namespace: bytes | None = None,
     proposer: Proposer | None = None,
     evaluator: Evaluator | None = None,
 ) -> Session:
-    """Build a runnable session for ``target`` from parsed options (CLI and magic)."""
-    if options.maximize and options.minimize:
-        raise OptionsError("give --maximize or --minimize, not both")
-    metric = options.maximize or options.minimize
-    name = options.session or target.path.stem
+    """Build a runnable session for ``target`` (the CLI, the magic and the API all come here).
+
+    Args:
+        namespace: the user's variables, pickled (the magic); then no setup code runs.
+    """
+    name = config.output.session or target.path.stem
     folder = session_folder(target.path, name)
-    constraints = parse_constraints(options.constraint or ())
-    off_limits = options.off_limits if options.off_limits is not None else data_files(target)
-    task = TaskSpec(
-        metric=metric,
-        direction="lower" if options.minimize else "higher",
-        constraints=constraints,
-        off_limits=tuple(p for p in off_limits if p != "none"),
-        objective=options.objective,
-    )
-    limits = Limits(
-        max_iterations=options.max_iterations,
-        plateau=options.plateau or None,
-        max_cost=options.max_cost,
-        max_time=parse_duration(options.max_time),
-        min_improvement=Threshold.parse(options.min_improvement),
-        repeats=options.repeats,
-        parallel=options.parallel,
-    )
-    if options.timeout <= 0:
-        raise OptionsError(f"--timeout {options.timeout:g} must be positive")
-    proposer = proposer or make_proposer(options.model, options.api_base, folder=target.folder)
-    setup_code = _setup_code(target, options.setup_cells) if namespace is None else ()
-    preimport = tuple(dict.fromkeys(m for code in (*setup_code, target.code) for m in imported_modules(code)))
+    off_limits_given = "off_limits" in config.given
+    task = config.task if off_limits_given else replace(config.task, off_limits=data_files(target))
+    proposer = proposer or make_proposer(config.model, folder=target.folder)
+    code = setup_code(target, config.output.setup_cells) if namespace is None else ()
+    preimport = tuple(dict.fromkeys(m for c in (*code, target.code) for m in imported_modules(c)))
     setup = WorkerSetup(
         folder=target.folder,
-        setup_code=setup_code,
+        setup_code=code,
         namespace=namespace,
         preimport=preimport,
         # Proposed data files are protected once the baseline showed it does not write them.
-        off_limits=task.off_limits if options.off_limits is not None else (),
+        off_limits=task.off_limits if off_limits_given else (),
     )
     return Session(
         name=name,
         folder=folder,
         code=target.code,
         task=task,
-        limits=limits,
+        limits=config.limits,
         proposer=proposer,
-        evaluator=evaluator or ForkEvaluator(timeout=options.timeout, memory_mb=options.memory_limit or None),
+        evaluator=evaluator or ForkEvaluator(config.evaluation),
         setup=setup,
-        constraints_given=options.constraint is not None,
-        off_limits_given=options.off_limits is not None,
-        target=replace(target, setup_code=target.setup_code or setup_code),
+        constraints_given="constraint" in config.given,
+        off_limits_given=off_limits_given,
+        target=replace(target, setup_code=target.setup_code or code),
     )
 
 
 def create_session(
     target: str | Path,
     *,
-    maximize: str | None = None,
-    minimize: str | None = None,
-    constraints: Sequence[str] | None = None,
-    off_limits: Sequence[str] | None = None,
-    objective: str = "",
-    model: str | None = None,
-    api_base: str | None = None,
     proposer: Proposer | None = None,
     evaluator: Evaluator | None = None,
-    name: str | None = None,
-    cell: int | None = None,
-    **limits: object,
+    **options: Any,
 ) -> Session:
     """Create (or resume) a session on a script or notebook; call ``run()`` or ``start()``.
 
     Args:
-        target: a ``.py`` file, or a ``.ipynb`` with a ``%%autoresearch`` cell.
-        maximize: the primary metric when higher is better (or ``minimize``); with
-            neither, the model infers the task from the cell and its baseline metrics.
-        constraints: rules every kept run must meet, e.g. ``["spend_millions <= 30"]``.
-        off_limits: globs of files candidates must not change (default: its data files).
-        model: a litellm model string, or ``replay:PATH``.
+        target: a ``.py`` file, or a ``.ipynb`` with a ``%%autoresearch`` cell (the options on
+            its line apply under these).
         proposer: a :class:`Proposer` instead of ``model``.
-        name: the session name; the same name resumes the session.
-        **limits: any other run option by its CLI name with ``_`` (``max_iterations=30``,
-            ``plateau=5``, ``repeats=3``, ``min_improvement="1%"``, ``timeout=60``).
+        evaluator: an :class:`Evaluator` instead of the warm-fork one.
+        **options: any run option by keyword; ``None`` leaves an option unset. The list
+            follows.
 
     Raises:
         TargetError, OptionsError, ConstraintError, ProposalError: bad input, one line each.
@@ -209,25 +197,15 @@ def create_session(
         ...     constraints=["spend_millions <= 30"], model="openai/gpt-5-mini")  # doctest: +SKIP
         >>> session.run().best_run.metric  # doctest: +SKIP
         110.1627
+
+    Options:
     """
-    loaded = load_target(target, cell=cell)
-    values: dict[str, object] = {
-        "maximize": maximize,
-        "minimize": minimize,
-        "objective": objective,
-        "model": model,
-        "api_base": api_base,
-        "session": name,
-        "constraint": tuple(constraints) if constraints is not None else None,
-        "off_limits": tuple(off_limits) if off_limits is not None else None,
-    }
-    unknown = set(limits) - set(RunOptions.__dataclass_fields__)
-    if unknown:
-        raise OptionsError(f"create_session() got unknown option {sorted(unknown)[0]!r}")
-    values.update(limits)
-    given = frozenset(k for k, v in values.items() if v is not None)
-    options = RunOptions(**{k: v for k, v in values.items() if k in given}, given=given)  # type: ignore[arg-type]
-    return session_from_options(loaded, notebook_options(loaded, options), proposer=proposer, evaluator=evaluator)
+    layer = api_layer(options)
+    loaded = load_target(target, cell=layer.get("cell"))
+    return session_from_config(loaded, config_for(loaded, layer), proposer=proposer, evaluator=evaluator)
+
+
+create_session.__doc__ = (create_session.__doc__ or "") + options_doc() + "\n"
 
 
 def load_session(path: str | Path) -> Session:

@@ -1,57 +1,454 @@
-"""Run options, parsed the same way from the command line and the ``%%autoresearch`` line."""
+"""Every option of a run, declared once.
+
+Each row of :data:`OPTIONS` gives an option's name, how its value becomes a typed value,
+its default, its help and where it applies: the ``jupyter-autoresearch run`` command line
+(``cli``), the ``%%autoresearch`` line (``magic``), a trait of ``AutoresearchMagics``
+(``config``) and ``create_session(**options)`` (``api``). The argparse parsers, the
+traits, the keyword check of ``create_session`` and the README's option table are
+generated from it. Adding an option is adding a row (and reading its value where it is
+used, from :class:`RunConfig`).
+
+Values arrive in layers, lowest first: the table's defaults, the ``%config`` traits, the
+``%%autoresearch`` line, then the command line or the Python API. Each layer is converted
+to typed values once (:func:`convert`); :meth:`RunConfig.resolve` stacks them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import shlex
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
+from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
+from ..protocol._settings import EvaluationSettings, ModelSettings
+from ..protocol._task import Limits, TaskSpec, Threshold, parse_duration
 
-__all__ = ["RunOptions", "add_run_arguments", "parse_magic_line", "parse_run_options"]
+__all__ = [
+    "API",
+    "CLI",
+    "CONFIG",
+    "MAGIC",
+    "OPTIONS",
+    "HelpShown",
+    "Option",
+    "OutputSettings",
+    "RunConfig",
+    "SetupCells",
+    "add_options",
+    "api_layer",
+    "argv_layer",
+    "convert",
+    "magic_layer",
+    "magic_parser",
+    "new_parser",
+    "option",
+    "options_doc",
+    "options_for",
+    "options_table",
+    "trait_layer",
+]
 
-INSERT_MODES = ("accepted", "best", "none")
+CLI, MAGIC, CONFIG, API = "cli", "magic", "config", "api"
+_EVERYWHERE = frozenset({CLI, MAGIC, CONFIG, API})
+_WHERE_NAMES = {CLI: "CLI", MAGIC: "magic", CONFIG: "%config", API: "API"}
+
+#: ``above``, ``none``, or In [N] numbers (execution counts) of cells run once in the worker.
+SetupCells = Literal["above", "none"] | tuple[int, ...]
+Kind = Literal["text", "int", "float", "flag", "list", "choice"]
+
+
+class _Invalid(Exception):
+    """A value an option refuses; the text follows the value in the message ("is not ...")."""
+
+
+# -- value parsers: a raw value (command-line text, or a Python value) -> a typed value --------
+def _text(value: object) -> str:
+    if isinstance(value, (str, Path)):
+        return str(value)
+    raise _Invalid("is not text")
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _Invalid("is not a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise _Invalid("is not a whole number") from None
+
+
+def _count(value: object) -> int:
+    number = _whole(value)
+    if number < 0:
+        raise _Invalid("must be 0 or more")
+    return number
+
+
+def _at_least_one(value: object) -> int:
+    number = _whole(value)
+    if number < 1:
+        raise _Invalid("must be 1 or more")
+    return number
+
+
+def _positive(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid("is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise _Invalid("is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise _Invalid("must be a positive number")
+    return number
+
+
+def _megabytes(value: object) -> int | None:
+    return _count(value) or None  # 0: no limit
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value > 0:
+            return float(value)
+        raise _Invalid("must be positive")
+    try:
+        seconds = parse_duration(_text(value))
+    except OptionsError:
+        raise _Invalid("is not a duration; write e.g. 90s, 15m or 2h") from None
+    if not seconds:
+        raise _Invalid("must be positive")
+    return seconds
+
+
+def _threshold(value: object) -> Threshold:
+    if isinstance(value, Threshold):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid("is not a number")
+    try:
+        return Threshold.parse(value)
+    except OptionsError:
+        raise _Invalid("is not a non-negative number; write e.g. 0.01 or 1%") from None
+
+
+def _setup_cells(value: object) -> SetupCells:
+    if isinstance(value, (list, tuple)):
+        return tuple(_at_least_one(v) for v in value)
+    text = _text(value).strip()
+    if text in ("above", "none"):
+        return text  # type: ignore[return-value]
+    if not re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
+        raise _Invalid("is not understood; write 'above', 'none' or In [N] numbers like 1,3")
+    return tuple(_at_least_one(part) for part in text.split(","))
+
+
+def _items(value: object) -> tuple[str, ...]:
+    """A repeatable option's values: one text, or several."""
+    if isinstance(value, (str, Path)):
+        return (str(value),)
+    if isinstance(value, Iterable):
+        return tuple(_text(item) for item in value)
+    raise _Invalid("is not text or a list of texts")
+
+
+def _constraints(value: object) -> tuple[Constraint, ...]:
+    return parse_constraints(_items(value))  # a ConstraintError says what is wrong
+
+
+def _off_limits(value: object) -> tuple[str, ...]:
+    return tuple(p for p in _items(value) if p != "none")  # "none": protect nothing
+
+
+def _path(value: object) -> Path:
+    return Path(_text(value))
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Invalid("is not True or False")
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """Every option of a run; the CLI and the magic fill it from their arguments."""
+class Option:
+    """One option.
 
-    maximize: str | None = None
-    minimize: str | None = None
-    constraint: tuple[str, ...] | None = None
-    off_limits: tuple[str, ...] | None = None
-    objective: str = ""
-    model: str | None = None
-    api_base: str | None = None
-    max_iterations: int | None = 20
-    plateau: int | None = None
-    max_cost: float | None = None
-    max_time: str | None = None
-    min_improvement: str = "0"
-    repeats: int = 1
-    parallel: int = 1
-    timeout: float = 600.0
-    memory_limit: int = 4096
+    Attributes:
+        name: the Python name (``max_iterations``); the flag is ``--max-iterations``.
+        help: what it does, for ``--help``, the traits and the README.
+        group: the heading it is listed under.
+        kind: how it is written: ``text``, ``int``, ``float``, ``flag``, ``list``
+            (repeatable) or ``choice``.
+        default: the default as a user would write it; its typed value is ``parse(default)``.
+        parse: turns a raw value into the typed value; raises ``_Invalid``.
+        metavar: the placeholder in usage lines.
+        choices: the values a ``choice`` takes.
+        where: where it applies: ``cli``, ``magic``, ``config``, ``api``.
+        keyword: its name in ``create_session`` when that differs from ``name``.
+        shown_default: how the default reads in help, when it is not a plain value.
+    """
+
+    name: str
+    help: str
+    group: str
+    kind: Kind = "text"
+    default: Any = None
+    parse: Callable[[Any], Any] = _text
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    where: frozenset[str] = _EVERYWHERE
+    keyword: str = ""
+    shown_default: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def api_name(self) -> str:
+        return self.keyword or self.name
+
+    @property
+    def typed_default(self) -> Any:
+        return None if self.default is None else self.parse(self.default)
+
+    @property
+    def default_text(self) -> str:
+        """The default as help shows it ("" when there is nothing worth saying)."""
+        if self.shown_default:
+            return self.shown_default
+        if self.default is None or self.default is False or self.default == "":
+            return ""
+        return str(self.default)
+
+
+_OBJECTIVE = "objective"
+_MODEL = "model"
+_STOP = "stop rules and decisions"
+_EVALUATION = "evaluation"
+_OUTPUT = "session and output"
+
+#: The options of a run, in the order they are listed.
+OPTIONS: tuple[Option, ...] = (
+    Option("maximize", "primary metric, higher is better (with neither, the model infers the task)", _OBJECTIVE,
+           metavar="METRIC"),
+    Option("minimize", "primary metric, lower is better", _OBJECTIVE, metavar="METRIC"),
+    Option("constraint", "a rule every kept run must meet, e.g. 'cs_contacts / users <= 0.042' (repeatable)",
+           _OBJECTIVE, kind="list", parse=_constraints, metavar="EXPR", keyword="constraints"),
+    Option("off_limits", "files candidates must not change (repeatable; 'none' protects nothing)", _OBJECTIVE,
+           kind="list", parse=_off_limits, metavar="GLOB", shown_default="the data files the cell reads"),
+    Option("objective", "the task in prose, for the model", _OBJECTIVE, default="", metavar="TEXT"),
+    Option("model", "litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) or replay:PATH", _MODEL,
+           metavar="MODEL", shown_default="$AUTORESEARCH_MODEL"),
+    Option("api_base", "an OpenAI-compatible server", _MODEL, metavar="URL", shown_default="$AUTORESEARCH_API_BASE"),
+    Option("max_iterations", "runs after the baseline", _STOP, kind="int", default=20, parse=_count, metavar="N"),
+    Option("plateau", "stop after K runs in a row without a keep (0: never)", _STOP, kind="int", default=20,
+           parse=_count, metavar="K"),
+    Option("max_cost", "stop once the model calls cost this many US dollars", _STOP, kind="float", parse=_positive,
+           metavar="USD"),
+    Option("max_time", "stop after this long, e.g. 30m or 2h", _STOP, parse=_duration, metavar="DURATION"),
+    Option("max_model_failures", "stop after K failed model requests in a row (each failure costs an iteration)",
+           _STOP, kind="int", default=3, parse=_at_least_one, metavar="K"),
+    Option("min_improvement", "a run must beat the best by more than X (absolute, or 1% relative)", _STOP,
+           default="0", parse=_threshold, metavar="X"),
+    Option("repeats", "evaluate each candidate N times and use the median", _STOP, kind="int", default=1,
+           parse=_at_least_one, metavar="N"),
+    Option("parallel", "proposals evaluated at a time (one model request each)", _STOP, kind="int", default=1,
+           parse=_at_least_one, metavar="N"),
+    Option("timeout", "seconds one evaluation may take", _EVALUATION, kind="float", default=600, parse=_positive,
+           metavar="SECONDS"),
+    Option("memory_limit", "MiB of memory a candidate may add (0: no limit)", _EVALUATION, kind="int", default=4096,
+           parse=_megabytes, metavar="MB"),
+    Option("setup_cells", "the state candidates start from: 'above' (the cells above the benchmark; in a kernel, "
+           "the variables the cell reads), 'none', or the In [N] numbers of cells to run once in the worker, "
+           "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST"),
+    Option("session", "the session to create or resume (same name: it resumes)", _OUTPUT, metavar="NAME",
+           keyword="name", shown_default="the file's or notebook's name"),
+    Option("insert", "which accepted variants come back as notebook cells", _OUTPUT, kind="choice",
+           default="accepted", choices=("accepted", "best", "none"), where=frozenset({CLI, MAGIC, CONFIG})),
+    Option("wait", "block until the loop ends (for nbclient, papermill, CI)", _OUTPUT, kind="flag", default=False,
+           parse=_flag, where=frozenset({MAGIC, CONFIG})),
+    Option("cell", "benchmark = the N-th code cell instead of the %%autoresearch cell", _OUTPUT, kind="int",
+           parse=_at_least_one, metavar="N", where=frozenset({CLI, API})),
+    Option("output", "the notebook copy that receives the accepted cells", _OUTPUT, parse=_path, metavar="PATH",
+           where=frozenset({CLI}), shown_default="NAME.autoresearch.ipynb"),
+    Option("json", "print a summary object on stdout at the end", _OUTPUT, kind="flag", default=False, parse=_flag,
+           where=frozenset({CLI})),
+)  # fmt: skip
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def options_for(where: str) -> tuple[Option, ...]:
+    return tuple(option for option in OPTIONS if where in option.where)
+
+
+# -- typed settings ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputSettings:
+    """Which session, and what comes back where (the ``session and output`` options)."""
+
     session: str | None = None
-    cell: int | None = None
-    setup_cells: str | None = None
     insert: str = "accepted"
-    output: str | None = None
+    setup_cells: SetupCells = "above"
+    cell: int | None = None
+    output: Path | None = None
     wait: bool = False
     json: bool = False
-    given: frozenset[str] = field(default_factory=frozenset, compare=False)
 
-    def merged_under(self, over: RunOptions) -> RunOptions:
-        """These options with every option given explicitly in ``over`` taking precedence."""
-        values = {name: getattr(over, name) for name in over.given}
-        if {"maximize", "minimize"} & over.given:
-            values.setdefault("maximize", over.maximize)
-            values.setdefault("minimize", over.minimize)
-        return replace(self, **values, given=self.given | over.given)
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of a run as typed values, resolved from the layers once.
+
+    Attributes:
+        task: the objective (metric, direction, constraints, off-limits, prose).
+        limits: stop rules and decision thresholds.
+        evaluation: how candidates run.
+        model: which model proposes (``model`` None until resolved from the environment).
+        output: session name, inserted cells, setup cells, CLI output.
+        given: the options some layer set explicitly (above the table's defaults).
+    """
+
+    task: TaskSpec = field(default_factory=TaskSpec)
+    limits: Limits = field(default_factory=Limits)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    given: frozenset[str] = frozenset()
+
+    @classmethod
+    def resolve(cls, *layers: Mapping[str, Any]) -> RunConfig:
+        """Stack typed layers (lowest first) on the table's defaults.
+
+        ``--maximize`` and ``--minimize`` are one choice: a layer giving either replaces both.
+
+        Raises:
+            OptionsError: both directions in one layer, or a limit out of range.
+        """
+        values = {option.name: option.typed_default for option in OPTIONS}
+        given: set[str] = set()
+        for layer in layers:
+            if "maximize" in layer and "minimize" in layer:
+                raise OptionsError("give --maximize or --minimize, not both", option="maximize")
+            if {"maximize", "minimize"} & layer.keys():
+                values["maximize"] = values["minimize"] = None
+            values.update(layer)
+            given |= layer.keys()
+        v = values
+        task = TaskSpec(
+            metric=v["maximize"] or v["minimize"],
+            direction="lower" if v["minimize"] else "higher",
+            constraints=v["constraint"] or (),
+            off_limits=v["off_limits"] or (),
+            objective=v["objective"],
+        )
+        limits = Limits(
+            max_iterations=v["max_iterations"],
+            plateau=v["plateau"] or None,
+            max_cost=v["max_cost"],
+            max_time=v["max_time"],
+            min_improvement=v["min_improvement"],
+            repeats=v["repeats"],
+            parallel=v["parallel"],
+            max_model_failures=v["max_model_failures"],
+        )
+        output = OutputSettings(
+            session=v["session"],
+            insert=v["insert"],
+            setup_cells=v["setup_cells"],
+            cell=v["cell"],
+            output=v["output"],
+            wait=v["wait"],
+            json=v["json"],
+        )
+        return cls(
+            task=task,
+            limits=limits,
+            evaluation=EvaluationSettings(timeout=v["timeout"], memory_mb=v["memory_limit"]),
+            model=ModelSettings(model=v["model"], api_base=v["api_base"]),
+            output=output,
+            given=frozenset(given),
+        )
+
+
+# -- layers ------------------------------------------------------------------------------------
+def convert(option: Option, value: Any, label: str) -> Any:
+    """The typed value of ``value`` for ``option``; ``label`` names it in the message.
+
+    Raises:
+        OptionsError: the value is not one the option takes.
+        ConstraintError: a constraint cannot be parsed.
+    """
+    try:
+        typed = option.parse(value)
+    except _Invalid as why:
+        raise OptionsError(f"{label}{value!r} {why}", option=option.name) from None
+    if option.choices and typed not in option.choices:
+        raise OptionsError(f"{label}{value!r} is not one of {', '.join(option.choices)}", option=option.name)
+    return typed
+
+
+def _unknown(name: str, known: Iterable[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def api_layer(values: Mapping[str, Any], *, caller: str = "create_session()") -> dict[str, Any]:
+    """Typed values of Python keyword arguments (``None`` means not given).
+
+    Raises:
+        OptionsError: an unknown keyword (with the closest known one) or a bad value.
+    """
+    # The keyword (``constraints``, ``name``) or the option's own name (``constraint``, ``session``).
+    options = {name: option for option in options_for(API) for name in {option.api_name, option.name}}
+    layer: dict[str, Any] = {}
+    for keyword, value in values.items():
+        option = options.get(keyword)
+        if option is None:
+            known = [option.api_name for option in options_for(API)]
+            raise OptionsError(f"{caller} got unknown option {keyword!r}{_unknown(keyword, known)}", option=keyword)
+        if value is not None:
+            if option.name in layer:
+                raise OptionsError(f"{caller} got {option.api_name} twice (as {option.name}= too)", option=keyword)
+            layer[option.name] = convert(option, value, f"{keyword}=")
+    return layer
+
+
+def trait_layer(values: Mapping[str, Any], *, owner: str = "AutoresearchMagics") -> dict[str, Any]:
+    """Typed values of the traits that differ from the table's defaults."""
+    layer: dict[str, Any] = {}
+    for option in options_for(CONFIG):
+        value = values.get(option.name, option.default)
+        if value != option.default:
+            layer[option.name] = convert(option, value, f"{owner}.{option.name} = ")
+    return layer
+
+
+def argv_layer(namespace: argparse.Namespace) -> dict[str, Any]:
+    """Typed values of the options an argparse namespace holds (only those given)."""
+    layer: dict[str, Any] = {}
+    for name, value in vars(namespace).items():
+        option = _BY_NAME.get(name)
+        if option is not None:
+            layer[name] = convert(option, value, f"{option.flag} ")
+    return layer
+
+
+# -- argparse ------------------------------------------------------------------------------------
+class HelpShown(Exception):
+    """``--help`` printed the usage; the caller ends here (exit code ``status``)."""
+
+    def __init__(self, status: int = 0) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,11 +458,14 @@ class _Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             words = message.split(":", 1)[1].split()
             option = next((w for w in words if w.startswith("-")), words[0] if words else "")
-            known = _option_strings(self)
-            close = difflib.get_close_matches(option.split("=")[0], known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f"; see {self.prog} --help"
+            hint = _unknown(option.split("=")[0], _option_strings(self)) or f"; see {self.prog} --help"
             raise OptionsError(f"unknown option {option}{hint}")
         raise OptionsError(f"{message}; see {self.prog} --help")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message)
+        raise HelpShown(status)
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
@@ -79,168 +479,103 @@ def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
     return found
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
+def new_parser(prog: str, **kwargs: Any) -> _Parser:
+    return _Parser(prog=prog, allow_abbrev=False, **kwargs)
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+def _help(option: Option) -> str:
+    text = option.help
+    if option.default_text:
+        text += f" (default {option.default_text})"
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
-    """Declare the options of a run; defaults are suppressed so we know what was given."""
-    S = argparse.SUPPRESS
-    goal = parser.add_argument_group("objective")
-    direction = goal.add_mutually_exclusive_group()
-    direction.add_argument("--maximize", metavar="METRIC", default=S, help="primary metric, higher is better")
-    direction.add_argument("--minimize", metavar="METRIC", default=S, help="primary metric, lower is better")
-    goal.add_argument(
-        "--constraint",
-        metavar="EXPR",
-        action="append",
-        default=S,
-        help="a rule every kept run must meet, e.g. 'spend_millions <= 30' (repeatable)",
-    )
-    goal.add_argument(
-        "--off-limits",
-        metavar="GLOB",
-        action="append",
-        default=S,
-        help="files candidates must not change (repeatable; default: the data files the baseline reads)",
-    )
-    goal.add_argument("--objective", metavar="TEXT", default=S, help="the task in prose, for the model")
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default=S,
-        help="litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) "
-        "or replay:PATH; default $AUTORESEARCH_MODEL",
-    )
-    model.add_argument(
-        "--api-base", metavar="URL", default=S, help="an OpenAI-compatible server; default $AUTORESEARCH_API_BASE"
-    )
-    stop = parser.add_argument_group("stop rules and decisions")
-    stop.add_argument(
-        "--max-iterations", type=_positive_int, metavar="N", default=S, help="runs after the baseline (default 20)"
-    )
-    stop.add_argument(
-        "--plateau", type=_positive_int, metavar="K", default=S, help="stop after K runs in a row without improvement"
-    )
-    stop.add_argument(
-        "--max-cost", type=_float, metavar="USD", default=S, help="stop once the model calls cost this many dollars"
-    )
-    stop.add_argument("--max-time", metavar="DURATION", default=S, help="stop after e.g. 30m or 2h")
-    stop.add_argument(
-        "--min-improvement",
-        metavar="X",
-        default=S,
-        help="a run must beat the best by more than X (absolute, or 1%% relative)",
-    )
-    stop.add_argument(
-        "--repeats",
-        type=_positive_int,
-        metavar="N",
-        default=S,
-        help="evaluate each candidate N times and use the median",
-    )
-    stop.add_argument("--parallel", type=_positive_int, metavar="N", default=S, help="proposals evaluated at a time")
-    sandbox = parser.add_argument_group("evaluation")
-    sandbox.add_argument("--timeout", type=_float, metavar="SECONDS", default=S, help="per evaluation (default 600)")
-    sandbox.add_argument(
-        "--memory-limit", type=_positive_int, metavar="MB", default=S, help="memory a candidate may add (default 4096)"
-    )
-    sandbox.add_argument(
-        "--setup-cells",
-        metavar="LIST",
-        default=S,
-        help="notebook cells run once before every candidate: 'above' (the "
-        "cells above the benchmark), 'none', or numbers like '1,3'",
-    )
-    out = parser.add_argument_group("session and output")
-    out.add_argument(
-        "--session",
-        metavar="NAME",
-        default=S,
-        help="session name (default: the file's or notebook's name); the same name resumes it",
-    )
-    out.add_argument(
-        "--insert",
-        choices=INSERT_MODES,
-        default=S,
-        help="which accepted variants come back as notebook cells (default accepted)",
-    )
-    if notebook:
-        out.add_argument(
-            "--wait", action="store_true", default=S, help="block until the loop ends (for nbclient, papermill, CI)"
-        )
-    else:
-        out.add_argument(
-            "--cell",
-            type=_positive_int,
-            metavar="N",
-            default=S,
-            help="benchmark = the N-th code cell instead of the %%%%autoresearch cell",
-        )
-        out.add_argument(
-            "--output",
-            metavar="PATH",
-            default=S,
-            help="notebook copy that receives the accepted cells (default NAME.autoresearch.ipynb)",
-        )
-        out.add_argument("--json", action="store_true", default=S, help="print a summary object on stdout at the end")
-
-
-def options_from_namespace(values: Mapping[str, Any]) -> RunOptions:
-    """RunOptions from parsed arguments; ``given`` records which were on the command line."""
-    known = {f.name for f in fields(RunOptions)}
-    given = {k: v for k, v in values.items() if k in known}
-    for name in ("constraint", "off_limits"):
-        if name in given:
-            given[name] = tuple(given[name])
-    return RunOptions(**given, given=frozenset(given))
-
-
-def parse_run_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, RunOptions]:
-    namespace = parser.parse_args(argv)
-    return namespace, options_from_namespace(vars(namespace))
+def add_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """Declare the options that apply ``where``; defaults are suppressed so that the
+    namespace holds only what was given."""
+    groups: dict[str, Any] = {}
+    direction: Any = None
+    for option in options_for(where):
+        group = groups.get(option.group) or groups.setdefault(option.group, parser.add_argument_group(option.group))
+        if option.name in ("maximize", "minimize"):
+            direction = direction or group.add_mutually_exclusive_group()
+            group = direction
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(option)}
+        if option.kind == "flag":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["metavar"] = option.metavar
+            if option.kind == "list":
+                kwargs["action"] = "append"
+            if option.choices:
+                kwargs["choices"] = option.choices
+                kwargs.pop("metavar")
+        group.add_argument(option.flag, **kwargs)
 
 
 _MAGIC_PARSER: _Parser | None = None
 
 
 def magic_parser() -> _Parser:
+    """The parser of the ``%%autoresearch`` line."""
     global _MAGIC_PARSER
     if _MAGIC_PARSER is None:
-        _MAGIC_PARSER = _Parser(prog="%%autoresearch", allow_abbrev=False, add_help=False)
-        add_run_arguments(_MAGIC_PARSER, notebook=True)
+        _MAGIC_PARSER = new_parser(
+            "%%autoresearch",
+            description="Make this cell the benchmark and start the loop. Options here apply over the "
+            "AutoresearchMagics traits (%config); the command line's apply over these.",
+        )
+        add_options(_MAGIC_PARSER, MAGIC)
     return _MAGIC_PARSER
 
 
-def parse_magic_line(line: str) -> RunOptions:
-    """Options written after ``%%autoresearch``.
+def magic_layer(line: str) -> dict[str, Any]:
+    """Typed values of the options written after ``%%autoresearch``.
 
     Raises:
-        OptionsError: an unknown option, a missing value or unbalanced quotes.
+        OptionsError: an unknown option, a missing or bad value, or unbalanced quotes.
+        HelpShown: ``--help`` printed the usage.
 
     Example:
-        >>> parse_magic_line("--maximize revenue --constraint 'spend <= 30'").constraint
-        ('spend <= 30',)
+        >>> [str(c) for c in magic_layer("--maximize revenue --constraint 'spend<=30'")["constraint"]]
+        ['spend <= 30']
     """
     try:
         argv = shlex.split(line)
     except ValueError as err:
         raise OptionsError(f"cannot read the %%autoresearch line ({err}); check the quotes") from None
-    return parse_run_options(magic_parser(), argv)[1]
+    return argv_layer(magic_parser().parse_args(argv))
 
 
-def new_parser(prog: str, **kwargs: Any) -> _Parser:
-    return _Parser(prog=prog, allow_abbrev=False, **kwargs)
+# -- documentation -------------------------------------------------------------------------------
+def _where(option: Option) -> str:
+    names = [_WHERE_NAMES[w] for w in (CLI, MAGIC, CONFIG, API) if w in option.where]
+    if option.keyword and API in option.where:
+        names[-1] = f"API (`{option.keyword}=`)"
+    return ", ".join(names)
+
+
+def options_table() -> str:
+    """The README's option table (a test keeps the README equal to it)."""
+    lines = ["| option | default | where | what it does |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        placeholder = option.metavar or "\\|".join(option.choices)  # a pipe would end the table cell
+        usage = option.flag if option.kind == "flag" else f"{option.flag} {placeholder}"
+        default = option.default_text or "-"
+        text = option.help.replace("|", "\\|")
+        lines.append(f"| `{usage}` | {default} | {_where(option)} | {text} |")
+    return "\n".join(lines)
+
+
+def options_doc(where: str = API) -> str:
+    """An ``Args:``-style list of the options that apply ``where`` (for docstrings)."""
+    lines = []
+    for option in options_for(where):
+        default = f" Default: {option.default_text}." if option.default_text else ""
+        lines.append(f"    {option.api_name if where == API else option.name}: {option.help}.{default}")
+    return "\n".join(lines)
+
+
+def option(name: str) -> Option:
+    """The row of the option called ``name``."""
+    return _BY_NAME[name]

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from ..protocol._errors import EvaluationError
 from ..protocol._metrics import parse_metrics
 from ..protocol._redact import is_secret_name
+from ..protocol._settings import EvaluationSettings
 
 __all__ = [
     "Evaluator",
@@ -208,26 +209,21 @@ class ForkEvaluator(Evaluator):
     """Evaluates candidates in children forked from one warm worker process.
 
     Args:
-        timeout: seconds a candidate may run before its process group is killed.
-        memory_mb: address space a candidate may add to the warm worker's, in MiB.
-        output_cap: bytes of each output stream kept (the tail); METRIC lines are
-            always kept.
+        settings: the timeout, memory limit and output cap of each candidate.
 
     Example:
         >>> from pathlib import Path
-        >>> with ForkEvaluator(timeout=10) as evaluator:
+        >>> with ForkEvaluator(EvaluationSettings(timeout=10)) as evaluator:
         ...     evaluator.start(WorkerSetup(folder=Path(".")))
         ...     [outcome] = evaluator.evaluate(["print('METRIC x=1')"])
         >>> outcome.metrics["x"]
         1.0
     """
 
-    def __init__(self, *, timeout: float = 600.0, memory_mb: int | None = 4096, output_cap: int = 65536) -> None:
+    def __init__(self, settings: EvaluationSettings | None = None) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise EvaluationError("evaluation needs os.fork, which Windows lacks; use WSL")
-        self.timeout = timeout
-        self.memory_mb = memory_mb
-        self.output_cap = output_cap
+        self.settings = settings or EvaluationSettings()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
@@ -292,9 +288,9 @@ class ForkEvaluator(Evaluator):
             request = {
                 "id": self._ids,
                 "code": code,
-                "timeout": self.timeout,
-                "memory_mb": self.memory_mb,
-                "output_cap": self.output_cap,
+                "timeout": self.settings.timeout,
+                "memory_mb": self.settings.memory_mb,
+                "output_cap": self.settings.output_cap,
             }
             self._send(("run", request))
         if self._cancelled:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..protocol._errors import JournalError
+from ..protocol._failure import ModelFailure
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._redact import redact
 from ._logfile import LOG, SessionLog, find_log, read_log
@@ -106,6 +107,9 @@ class Journal:
 
     def append_run(self, record: RunRecord) -> None:
         self._append(record.to_json())
+
+    def append_failure(self, failure: ModelFailure) -> None:
+        self._append(failure.to_json())
 
     def _write_text(self, name: str, text: str) -> Path:
         path = self.folder / name

@@ -6,7 +6,6 @@ import argparse
 import ast
 import os
 import shlex
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from html import escape
@@ -15,13 +14,23 @@ from typing import Any, TypeVar, cast
 
 from IPython.core.display_functions import display
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Float, Int, List, TraitType, Unicode
 
-from ..engine._factory import load_session, session_from_options
-from ..engine._options import RunOptions, new_parser, parse_magic_line
+from ..engine._factory import load_session, session_from_config
+from ..engine._options import (
+    CONFIG,
+    HelpShown,
+    Option,
+    RunConfig,
+    SetupCells,
+    magic_layer,
+    new_parser,
+    options_for,
+    trait_layer,
+)
 from ..engine._session import Session
 from ..engine._target import Target, plain_python
-from ..protocol._errors import AutoresearchError, ExportError, OptionsError
+from ..protocol._errors import ExportError, OptionsError, SessionError
 from ..views._cells import variant_cell
 from ..views._report import history_table
 from ._bridge import Delivery, bridge, current_cell_id
@@ -64,25 +73,39 @@ def _bound_names(source: str) -> set[str]:
     return names
 
 
+def _trait(option: Option) -> TraitType[Any, Any]:
+    """The ``AutoresearchMagics`` trait of an option, with the option's help."""
+    text = option.help + (f" (default {option.default_text})" if option.default_text else "")
+    trait: TraitType[Any, Any]  # None is allowed everywhere: it means "not set"
+    if option.kind == "int":
+        trait = Int(option.default, allow_none=True, help=text)
+    elif option.kind == "float":
+        trait = Float(option.default, allow_none=True, help=text)
+    elif option.kind == "flag":
+        trait = Bool(bool(option.default), help=text)
+    elif option.kind == "list":
+        trait = List(Unicode(), default_value=None, allow_none=True, help=text)
+    elif option.kind == "choice":
+        trait = Enum(list(option.choices), option.default, help=text)
+    else:
+        trait = Unicode(option.default, allow_none=True, help=text)
+    return trait.tag(config=True)
+
+
 @magics_class
 class AutoresearchMagics(Magics):
     """The ``%%autoresearch`` cell magic and the ``%autoresearch`` line magic.
 
-    Every trait is a default for the magic line, e.g. ``%config AutoresearchMagics.model
-    = "openai/gpt-5-mini"``; options on the magic line win.
+    Every option of the magic line is also a trait, a default for every cell, e.g.
+    ``%config AutoresearchMagics.model = "openai/gpt-5-mini"`` or
+    ``c.AutoresearchMagics.max_iterations = 50`` in an IPython profile; options on the magic
+    line win. The traits are generated from the options table (``engine/_options.py``).
     """
 
-    model = Unicode(None, allow_none=True, help="litellm model string, or replay:PATH.").tag(config=True)
-    api_base = Unicode(None, allow_none=True, help="URL of an OpenAI-compatible server.").tag(config=True)
-    max_iterations = Int(20, help="Runs after the baseline.").tag(config=True)
-    timeout = Float(600.0, help="Seconds one evaluation may take.").tag(config=True)
-    memory_limit = Int(4096, help="MiB of memory a candidate may add.").tag(config=True)
-    repeats = Int(1, help="Evaluations per candidate; the median counts.").tag(config=True)
-    parallel = Int(1, help="Proposals evaluated at a time.").tag(config=True)
-    insert = Enum(["accepted", "best", "none"], "accepted", help="Which accepted variants come back as cells.").tag(
-        config=True
-    )
-    min_improvement = Unicode("0", help="How much a run must beat the best by (absolute or %).").tag(config=True)
+    # One trait per option that applies to %config, declared where the options are.
+    for _option in options_for(CONFIG):
+        locals()[_option.name] = _trait(_option)
+    del _option
 
     @property
     def _ip(self) -> Any:
@@ -90,38 +113,29 @@ class AutoresearchMagics(Magics):
         assert self.shell is not None
         return self.shell
 
-    def _defaults(self) -> RunOptions:
-        values = {
-            name: getattr(self, name)
-            for name in (
-                "model",
-                "api_base",
-                "max_iterations",
-                "timeout",
-                "memory_limit",
-                "repeats",
-                "parallel",
-                "insert",
-                "min_improvement",
-            )
-        }
-        return RunOptions(**values)
-
-    @staticmethod
-    def _fail(err: AutoresearchError) -> None:
-        print(f"autoresearch: {err}", file=sys.stderr)
+    def _config(self, line: str) -> RunConfig:
+        """The table's defaults, then the traits, then the options on ``line``."""
+        traits = trait_layer({o.name: getattr(self, o.name) for o in options_for(CONFIG)})
+        return RunConfig.resolve(traits, magic_layer(line))
 
     # -- %%autoresearch ----------------------------------------------------------------
     @cell_magic
     def autoresearch(self, line: str, cell: str) -> None:
-        """Make this cell the benchmark and start the loop; see ``jupyter-autoresearch run --help``."""
+        """Make this cell the benchmark and start the loop; ``%%autoresearch --help`` lists the options.
+
+        A mistake (a bad option, a variable that cannot be sent to the worker) fails the
+        cell with one line. With ``--wait`` an error of the loop fails the cell too, so
+        nbclient and papermill stop; without it the loop runs in the background and an
+        error shows as one red line on top of its panel.
+        """
         try:
             self._start(line, cell)
-        except AutoresearchError as err:
-            self._fail(err)
+        except HelpShown:
+            return
 
     def _start(self, line: str, cell: str) -> None:
-        options = self._defaults().merged_under(parse_magic_line(line))
+        config = self._config(line)
+        options = config.output
         if not cell.strip():
             raise OptionsError(
                 "the %%autoresearch cell is empty: write the code that prints METRIC lines below the magic line"
@@ -140,13 +154,13 @@ class AutoresearchMagics(Magics):
             path=Path.cwd() / f"{stem}.ipynb", code=cell, setup_code=setup_code, magic_line=line, cell_id=cell_id
         )
         name = options.session or stem
-        running = self._running(name)
-        if running is not None:
-            raise OptionsError(
-                f"session {name} is already running; stop it with %autoresearch stop {name} or choose another --session"
+        if self._running(name) is not None:
+            raise SessionError.already_running(
+                name, hint=f"stop it with %autoresearch stop --session {name}, or choose another --session"
             )
-        # --setup-cells named In[] cells, resolved above: the worker runs target.setup_code.
-        session = session_from_options(target, replace(options, setup_cells=None), namespace=namespace)
+        # The state the worker starts from was resolved above (shipped variables or In[] cells).
+        resolved = replace(config, output=replace(options, setup_cells="above"))
+        session = session_from_config(target, resolved, namespace=namespace)
         register(session)
         self._ip.user_ns["_autoresearch"] = session
         link = bridge()
@@ -161,7 +175,7 @@ class AutoresearchMagics(Magics):
             CellInserter(session, link, cell_id, options.insert, panel.show_undelivered if panel else None)
         )
         shown = display(panel, display_id=True) if panel is not None else None
-        if not (options.model or "").startswith("replay:"):
+        if not (session.proposer and session.proposer.model.startswith("replay:")):
             from ..proposers._litellm import preload_litellm
 
             preload_litellm()  # seconds of import, off the kernel's main thread
@@ -169,9 +183,7 @@ class AutoresearchMagics(Magics):
             session.start()
             return
         try:
-            session.run()
-        except AutoresearchError as err:
-            self._fail(err)
+            session.run()  # an error fails the cell: one line, and nbclient/papermill stop
         finally:
             if panel is not None:
                 panel.refresh()
@@ -196,22 +208,22 @@ class AutoresearchMagics(Magics):
         stem = Path(str(name)).stem if str(name).endswith(".ipynb") else ""
         return stem or "notebook"
 
-    def _ship(self, names: set[str], setup_cells: str | None) -> tuple[bytes | None, tuple[str, ...]]:
-        """Pickle the user's variables the cell reads; the In[] cells that define them, for export."""
+    def _ship(self, names: set[str], setup_cells: SetupCells) -> tuple[bytes | None, tuple[str, ...]]:
+        """The worker's starting state: with ``above``, the user's variables the cell reads
+        (pickled) and the In[] cells that define them (for export); with ``none``, nothing;
+        with numbers, those In[] cells, run in the worker."""
         import cloudpickle
 
         user_ns = self._ip.user_ns
         hidden = getattr(self.shell, "user_ns_hidden", {})
         history: list[str] = list(user_ns.get("In", []))
-        if setup_cells:
-            try:
-                numbers = [int(n) for n in setup_cells.split(",") if n.strip()]
-            except ValueError:
-                raise OptionsError(f"--setup-cells {setup_cells!r}: give In[] numbers like 3,5") from None
-            bad = [n for n in numbers if not 0 < n < len(history)]
+        if setup_cells == "none":
+            return None, ()
+        if setup_cells != "above":
+            bad = [n for n in setup_cells if not 0 < n < len(history)]
             if bad:
                 raise OptionsError(f"--setup-cells {bad[0]}: there is no In[{bad[0]}] in this kernel")
-            return None, tuple(plain_python(history[n]) for n in numbers)
+            return None, tuple(plain_python(history[n]) for n in setup_cells)
         chosen = {n: user_ns[n] for n in sorted(names) if n in user_ns and n not in hidden and not n.startswith("_")}
         for name, value in chosen.items():
             try:
@@ -307,11 +319,11 @@ class AutoresearchMagics(Magics):
     # -- %autoresearch -----------------------------------------------------------------
     @_named_line_magic("autoresearch")
     def autoresearch_line(self, line: str) -> Any:
-        """``%autoresearch status|stop|pause|resume|steer NOTE|constraints [EXPR ...]|history|session|export``."""
+        """``%autoresearch status|stop|pause|resume|steer NOTE|constraints [EXPR ...]|history|session|export``;
+        ``%autoresearch --help`` (or ``COMMAND --help``) says more. An error fails the cell with one line."""
         try:
             return self._line(line)
-        except AutoresearchError as err:
-            self._fail(err)
+        except HelpShown:
             return None
 
     def _line(self, line: str) -> Any:
@@ -351,7 +363,7 @@ class AutoresearchMagics(Magics):
     def _session(self, name: str | None) -> Session:
         try:
             return current(name)
-        except OptionsError:
+        except SessionError:
             folder = Path.cwd() / ".autoresearch" / (name or self._notebook_stem())
             if name is not None and folder.is_dir():
                 return load_session(folder)  # a session from an earlier kernel, read-only
@@ -378,23 +390,30 @@ def _status(session: Session) -> str:
 
 
 def _line_parser() -> argparse.ArgumentParser:
-    parser = new_parser("%autoresearch", add_help=False)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "stop", "pause", "resume", "history"):
-        commands.add_parser(name, add_help=False).add_argument("--session")
-    steer = commands.add_parser("steer", add_help=False)
-    steer.add_argument("note", nargs="+")
-    steer.add_argument("--session")
-    constraints = commands.add_parser("constraints", add_help=False)
-    constraints.add_argument("expressions", nargs="*")
-    constraints.add_argument("--session")
-    session = commands.add_parser("session", add_help=False)
-    session.add_argument("name", nargs="?")
-    session.add_argument("--session")
-    export = commands.add_parser("export", add_help=False)
-    export.add_argument("--to", choices=EXPORT_TARGETS, default="cell")
-    export.add_argument("arg", nargs="*")
-    export.add_argument("--session")
+    parser = new_parser(
+        "%autoresearch",
+        description="Control and inspect the sessions of this kernel (the latest one, or --session NAME).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("--session", metavar="NAME", help="the session (default: the latest one)")
+        return sub
+
+    command("status", "one line: state, runs and best")
+    command("stop", "stop the loop; the running candidate is abandoned")
+    command("pause", "pause before the next iteration")
+    command("resume", "continue after pause")
+    command("history", "the runs as a DataFrame")
+    command("steer", "add a note to every following prompt").add_argument("note", nargs="+", help="the note")
+    command("constraints", "show the constraints, or set new ones (a new segment starts)").add_argument(
+        "expressions", nargs="*", metavar="EXPR", help="constraints like 'spend_millions <= 30'"
+    )
+    command("session", "the Session object").add_argument("name", nargs="?", help="the session's name")
+    export = command("export", "export the best run: " + " | ".join(EXPORT_TARGETS))
+    export.add_argument("--to", choices=EXPORT_TARGETS, default="cell", help="where to (default: cell)")
+    export.add_argument("arg", nargs="*", metavar="PATH", help="the file, notebook or branch name")
     return parser
 
 

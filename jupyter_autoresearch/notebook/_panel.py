@@ -19,6 +19,7 @@ from ..engine._events import (
     Decision,
     EvaluationStarted,
     Event,
+    ProposalFailed,
     ProposalReady,
     ProposalStarted,
     ReasoningDelta,
@@ -33,7 +34,7 @@ from ..protocol._errors import AutoresearchError
 from ..protocol._format import change, number
 from ..protocol._records import RunRecord, segment_baseline
 from ..views._cells import variant_cell
-from ..views._html import code_diff_html, history_html, output_html
+from ..views._html import code_diff_html, error_html, history_html, notice_html, output_html
 from ..views._plot import figure_png, metric_figure
 
 __all__ = ["Exporter", "Panel"]
@@ -41,17 +42,22 @@ __all__ = ["Exporter", "Panel"]
 #: ``export(target, argument, done)``; ``done(ok, message)`` reports the outcome.
 Exporter = Callable[[str, str, Callable[[bool, str], None]], None]
 
-#: At most this many redraws of the reasoning per second, however fast tokens arrive.
+#: At most this many redraws per second of each part (reasoning, header, history and chart),
+#: however fast tokens and decisions arrive.
 REDRAWS_PER_SECOND = 10
 PAGE = 15
 _REASONING_CHARS = 6000
 
 
 class _Throttle:
-    """Calls ``flush`` at most every ``interval`` seconds; the last call always lands."""
+    """Calls ``flush`` at most every ``interval`` seconds; the last call always lands.
 
-    def __init__(self, flush: Callable[[], None], interval: float) -> None:
-        self.flush, self.interval = flush, interval
+    With ``defer``, ``poke`` never flushes in the caller's thread (a timer does), so an
+    expensive redraw never holds up the loop that reported the change.
+    """
+
+    def __init__(self, flush: Callable[[], None], interval: float, *, defer: bool = False) -> None:
+        self.flush, self.interval, self.defer = flush, interval, defer
         self._last = 0.0
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
@@ -61,8 +67,8 @@ class _Throttle:
             if self._timer is not None:
                 return  # a flush is already scheduled: it will show this change too
             wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                self._timer = threading.Timer(wait, self._fire)
+            if wait > 0 or self.defer:
+                self._timer = threading.Timer(max(wait, 0.0), self._fire)
                 self._timer.daemon = True
                 self._timer.start()
                 return
@@ -104,10 +110,13 @@ class Panel:
         self.tokens = session.total_tokens
         self.cost = session.total_cost_usd
         self.cost_known = any(r.cost_usd is not None for r in session.runs)
+        self.model_failures = 0
         self.page = 0
         self._reasoning: list[str] = []
         self._lock = threading.Lock()
+        self._draw_lock = threading.RLock()  # the history is drawn from a timer and from controls
 
+        self.error_line = w.HTML()
         self.header = w.HTML()
         self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto"))
         self.history = w.HTML()
@@ -168,6 +177,7 @@ class Panel:
 
         self._reasoning_throttle = _Throttle(self._flush_reasoning, 1 / REDRAWS_PER_SECOND)
         self._header_throttle = _Throttle(self._draw_header, 1 / REDRAWS_PER_SECOND)
+        self._runs_throttle = _Throttle(self._draw_runs, 1 / REDRAWS_PER_SECOND, defer=True)
         tabs = w.Tab(
             children=[
                 w.VBox([self.history, w.HBox([self.older, self.newer, self.page_label])]),
@@ -187,6 +197,7 @@ class Panel:
             tabs.set_title(index, title)
         self.widget = w.VBox(
             [
+                self.error_line,
                 self.header,
                 w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
                 w.HBox([self.steer_text, self.steer_button]),
@@ -225,25 +236,35 @@ class Panel:
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self.current_run, self.phase = event.run, f"evaluating{repeat}"
+        elif isinstance(event, ProposalFailed):
+            self.phase, self.model_failures = "", self.model_failures + 1
+            self.message.value = notice_html(
+                f"The model failed, no run ({event.consecutive} of {event.limit} in a row before the "
+                f"session stops): {event.reason}"
+            )
         elif isinstance(event, (Decision, BaselineDone, TaskInferred)):
             self.phase = ""
-            self._draw_runs()
+            self._runs_throttle.poke()
         elif isinstance(event, ConstraintsChanged):
-            self.message.value = (
-                f"<span style='color:#ef6c00'>Segment {event.segment}: constraints now "
-                f"{escape(', '.join(event.constraints) or 'none')}</span>"
+            self.message.value = notice_html(
+                f"Segment {event.segment}: constraints now {', '.join(event.constraints) or 'none'}"
             )
-            self._draw_runs()
+            self._runs_throttle.poke()
         elif isinstance(event, StateChanged):
             self.state = event.state
             self.pause_button.description = "Resume" if event.state == "paused" else "Pause"
             self.pause_button.icon = "play" if event.state == "paused" else "pause"
         elif isinstance(event, Stopped):
-            self.state, self.detail, self.phase = "stopped", f"{event.reason}: {event.detail}", ""
+            self.state, self.phase = "stopped", ""
+            if event.reason == "error":  # one red line on top, where it is seen
+                self.detail = "error"
+                self.error_line.value = error_html(event.detail)
+            else:
+                self.detail = f"{event.reason}: {event.detail}"
             for button in (self.stop_button, self.pause_button, self.steer_button, self.apply):
                 button.disabled = True
             self._reasoning_throttle.now()
-            self._draw_runs()
+            self._runs_throttle.now()
         self._header_throttle.poke()
 
     # -- drawing -----------------------------------------------------------------------
@@ -288,6 +309,7 @@ class Panel:
             ("best", best_text),
             ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
             ("tokens", f"{self.tokens:,}"),
+            *([("model failures", str(self.model_failures))] if self.model_failures else []),
             ("cost", f"${self.cost:.4f}" if self.cost_known else "unknown price"),
             ("elapsed", f"{elapsed:.0f}s"),
             ("state", state),
@@ -299,6 +321,10 @@ class Panel:
         self.header.value = f"<div style='line-height:1.8'>{cells}</div>"
 
     def _draw_runs(self) -> None:
+        with self._draw_lock:
+            self._draw_runs_now()
+
+    def _draw_runs_now(self) -> None:
         s = self.session
         runs = s.runs
         pages = max(1, -(-len(runs) // PAGE))
@@ -346,7 +372,7 @@ class Panel:
         try:
             action()
         except AutoresearchError as err:
-            self.message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            self.message.value = error_html(str(err))
 
     def _toggle_pause(self) -> None:
         self._control(self.session.resume if self.session.state == "paused" else self.session.pause)
@@ -360,7 +386,7 @@ class Panel:
         try:
             self.session.steer(note)
         except AutoresearchError as err:
-            self.message.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            self.message.value = error_html(str(err))
             return
         self.steer_text.value = ""
         self.message.value = f"Note for the next prompt: <i>{escape(' '.join(note.split()))}</i>"
@@ -397,7 +423,7 @@ class Panel:
             try:
                 constraint = self.session.check_names(parse_constraint(text))
             except AutoresearchError as err:
-                note.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+                note.value = error_html(str(err))
                 problems.append(f"row {index}: {err}")
                 continue
             note.value = ""
@@ -407,14 +433,12 @@ class Panel:
     def _apply_constraints(self) -> None:
         texts, problems = self.constraint_texts()
         if problems:
-            self.constraint_error.value = (
-                f"<span style='color:#c62828'>Not applied: {escape('; '.join(problems))}</span>"
-            )
+            self.constraint_error.value = error_html(f"Not applied: {'; '.join(problems)}")
             return
         try:
             applied = self.session.set_constraints(texts)
         except AutoresearchError as err:
-            self.constraint_error.value = f"<span style='color:#c62828'>{escape(str(err))}</span>"
+            self.constraint_error.value = error_html(str(err))
             return
         self.constraint_error.value = (
             f"Applied: {escape(', '.join(applied) or 'no constraints')}; a new segment starts at the next iteration."
@@ -436,8 +460,7 @@ class Panel:
 
     def _exported(self, ok: bool, text: str) -> None:
         """Show an export's outcome; the cell exports report only once the page confirmed."""
-        color = "inherit" if ok else "#c62828"
-        self.export_message.value = f"<span style='color:{color}'>{escape(text)}</span>"
+        self.export_message.value = escape(text) if ok else error_html(text)
 
     def show_copy_box(self) -> None:
         best = self.session.best_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..engine._session import Session
-from ..protocol._errors import OptionsError
+from ..protocol._errors import SessionError
 
 __all__ = ["current", "register", "sessions"]
 
@@ -38,14 +38,14 @@ def current(name: str | None = None) -> Session:
     """The named session, or the most recently started one.
 
     Raises:
-        OptionsError: there is no such session.
+        SessionError: there is no such session.
     """
     with _LOCK:
         if name is not None:
             if name not in _SESSIONS:
                 known = ", ".join(_ORDER) or "none yet"
-                raise OptionsError(f"no session named {name!r} in this kernel (sessions: {known})")
+                raise SessionError(f"no session named {name!r} in this kernel (sessions: {known})")
             return _SESSIONS[name]
         if not _ORDER:
-            raise OptionsError("no autoresearch session in this kernel yet; run a %%autoresearch cell first")
+            raise SessionError("no autoresearch session in this kernel yet; run a %%autoresearch cell first")
         return _SESSIONS[_ORDER[-1]]

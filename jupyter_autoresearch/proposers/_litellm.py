@@ -1,14 +1,20 @@
-"""The language-model proposer, on litellm (imported lazily: it takes seconds)."""
+"""The language-model proposer, on litellm (imported lazily and in the background: it takes seconds)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..protocol._errors import ProposalError
-from ._prompt import SYSTEM, proposal_request
+from ..protocol._settings import ModelSettings
+from ..protocol._task import TaskDraft
+from ._prompt import INFERENCE_SYSTEM, SYSTEM, inference_request, parse_task_draft, proposal_request
 from ._propose import DeltaCallback, Proposal, ProposalContext, Proposer
 
 __all__ = ["LiteLLMProposer", "import_litellm", "preload_litellm"]
@@ -31,7 +37,7 @@ def import_litellm() -> Any:
 
 
 def preload_litellm() -> threading.Thread:
-    """Import litellm in a background thread so the kernel's main thread never waits for it."""
+    """Import litellm in a background thread, so that nobody waits for it who need not."""
     thread = threading.Thread(target=import_litellm, name="autoresearch-litellm-import", daemon=True)
     thread.start()
     return thread
@@ -55,85 +61,112 @@ def _cost(litellm: Any, model: str, prompt_tokens: int | None, completion_tokens
     return float(prompt_cost + completion_cost)
 
 
-def _message(err: Exception, model: str, api_base: str | None) -> str:
-    name = type(err).__name__
-    where = f" at {api_base}" if api_base else ""
-    text = " ".join(str(getattr(err, "message", err)).split())[:300]
-    if name == "AuthenticationError":
-        return (
-            f"the model provider refused the API key for {model} ({text}); set the key in "
-            "the environment or a .env file"
-        )
-    if "Provider NOT provided" in text:
-        return f"model {model!r} names no provider; write it as provider/model, e.g. openai/gpt-5-mini"
-    if name in ("NotFoundError", "BadRequestError") and "model" in text.lower():
-        return f"model {model} was not found{where} ({text}); check --model"
-    if name in ("APIConnectionError", "Timeout", "ServiceUnavailableError", "InternalServerError", "RateLimitError"):
-        return f"cannot reach {model}{where} after retries ({name}: {text}); check --api-base and the server"
-    return f"the request to {model}{where} failed ({name}: {text})"
+_TRANSIENT = ("APIConnectionError", "Timeout", "ServiceUnavailableError", "InternalServerError", "RateLimitError")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    text: str
+    tokens: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
 
 
 class LiteLLMProposer(Proposer):
     """Asks a language model through litellm, one streamed request per iteration.
 
     Args:
-        model: a litellm model string (``openai/gpt-5-mini``, ``anthropic/...``,
-            ``ollama/qwen2.5-coder``); with ``api_base``, ``openai/<name>`` talks to any
-            OpenAI-compatible server.
-        api_base: the server's URL, e.g. ``http://127.0.0.1:8000/v1``.
-        num_retries: retries, with exponential backoff, on rate limits, server and
-            connection errors, before any text has streamed. (litellm's own
-            ``num_retries`` needs tenacity and also retries authentication errors, and the
-            OpenAI client's retries only cover OpenAI-style providers, so the loop is here.)
-        timeout: seconds one request may take.
-        temperature: sampling temperature, when the model accepts one.
+        settings: the model string (``openai/gpt-5-mini``, ``anthropic/...``,
+            ``ollama/qwen2.5-coder``; with ``api_base``, ``openai/<name>`` talks to any
+            OpenAI-compatible server), retries, request timeout and temperature.
+
+    Retries, with exponential backoff, cover rate limits, server and connection errors
+    before any text has streamed (litellm's own ``num_retries`` needs tenacity and also
+    retries authentication errors, and the OpenAI client's retries only cover
+    OpenAI-style providers, so the loop is here). A reply that fails after that, or is
+    cut off mid-stream, raises a non-fatal :class:`ProposalError`: the iteration is lost,
+    not the session. A refused key or an unknown model or provider is fatal.
+
+    Example:
+        >>> proposer = LiteLLMProposer(ModelSettings("ollama/qwen2.5-coder"))  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_base: str | None = None,
-        num_retries: int = 3,
-        timeout: float = 600.0,
-        temperature: float | None = None,
-    ) -> None:
-        self.model = model
-        self.api_base = api_base
-        self.num_retries = num_retries
-        self.timeout = timeout
-        self.temperature = temperature
+    def __init__(self, settings: ModelSettings) -> None:
+        if not settings.model:
+            raise ProposalError.no_model()
+        self.settings = settings
+        self.model = settings.model
 
-    def propose(self, context: ProposalContext, on_delta: DeltaCallback | None = None) -> Proposal:
-        return self.complete(SYSTEM, proposal_request(context), on_delta)
+    # -- before the baseline -------------------------------------------------------------
+    def prepare(self) -> None:
+        preload_litellm()
 
-    def complete(self, system: str, user: str, on_delta: DeltaCallback | None = None) -> Proposal:
+    def check(self) -> None:
+        """Refuse, in one line, an unknown provider, a missing key or an unreachable server."""
         litellm = import_litellm()
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        model, api_base = self.model, self.settings.api_base
+        try:
+            litellm.get_llm_provider(model, api_base=api_base)
+        except Exception:
+            raise _failure(ValueError("LLM Provider NOT provided"), model, api_base, "", transient=False) from None
+        if api_base:
+            _check_reachable(api_base, model)
+            return  # an OpenAI-compatible server may need no key; a refused one stops the loop
+        missing = [
+            name
+            for name in litellm.validate_environment(model=model).get("missing_keys", [])
+            if "KEY" in name or "TOKEN" in name
+        ]
+        if missing:
+            where = f" or in {self.settings.env_file}" if self.settings.env_file else ""
+            raise ProposalError(
+                f"{missing[0]} is not set, and litellm needs it for {model}: set it in the environment{where}",
+                model=model,
+            )
+
+    # -- asking ----------------------------------------------------------------------------
+    def propose(self, context: ProposalContext, on_delta: DeltaCallback | None = None) -> Proposal:
+        answer = self._ask(SYSTEM, proposal_request(context), on_delta)
+        return Proposal.from_text(
+            answer.text,
+            tokens=answer.tokens,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            cost_usd=answer.cost_usd,
+            model=self.model,
+        )
+
+    def infer_task(
+        self,
+        code: str,
+        metrics: Mapping[str, float],
+        files: Sequence[str],
+        on_delta: DeltaCallback | None = None,
+    ) -> TaskDraft:
+        answer = self._ask(INFERENCE_SYSTEM, inference_request(code, metrics, files), on_delta)
+        return replace(parse_task_draft(answer.text, metrics), tokens=answer.tokens, cost_usd=answer.cost_usd)
+
+    def _ask(self, system: str, user: str, on_delta: DeltaCallback | None) -> _Answer:
+        litellm = import_litellm()
+        settings = self.settings
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": self.timeout,
+            "timeout": settings.timeout,
             "max_retries": 0,  # one retry policy: ours, below
         }
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
+        if settings.api_base:
+            kwargs["api_base"] = settings.api_base
             if self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
                 kwargs["api_key"] = "none"  # local OpenAI-compatible servers need no key
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        transient = (
-            litellm.RateLimitError,
-            litellm.APIConnectionError,
-            litellm.InternalServerError,
-            litellm.ServiceUnavailableError,
-            litellm.Timeout,
-        )
+        if settings.temperature is not None:
+            kwargs["temperature"] = settings.temperature
         parts: list[str] = []
         usage: Any = None
-        for attempt in range(self.num_retries + 1):
+        for attempt in range(settings.num_retries + 1):
             parts, usage, aborted = [], None, None
             try:
                 for chunk in litellm.completion(**kwargs):
@@ -146,25 +179,68 @@ class LiteLLMProposer(Proposer):
                             except BaseException as stop:
                                 aborted = stop
                                 break
-            except transient as err:
-                if attempt == self.num_retries or parts:
-                    # Nothing is retried once text has streamed: the user saw it already.
-                    raise ProposalError(_message(err, self.model, self.api_base)) from None
-                time.sleep(min(0.5 * 2**attempt, 8.0))
-                continue
             except Exception as err:
-                raise ProposalError(_message(err, self.model, self.api_base)) from None
+                transient = isinstance(err, tuple(getattr(litellm, n) for n in _TRANSIENT))
+                # Nothing is retried once text has streamed: the user saw it already.
+                if transient and not parts and attempt < settings.num_retries:
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
+                    continue
+                raise _failure(err, self.model, settings.api_base, "".join(parts), transient) from None
             if aborted is not None:
                 raise aborted
             break
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
-        tokens = (prompt_tokens or 0) + (completion_tokens or 0) if usage is not None else None
-        return Proposal.from_text(
-            "".join(parts),
-            tokens=tokens,
+        return _Answer(
+            text="".join(parts),
+            tokens=(prompt_tokens or 0) + (completion_tokens or 0) if usage is not None else None,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=_cost(litellm, self.model, prompt_tokens, completion_tokens),
-            model=self.model,
         )
+
+
+def _check_reachable(api_base: str, model: str) -> None:
+    url = urlsplit(api_base)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ProposalError(f"--api-base {api_base!r} is not an http(s) URL; write e.g. http://127.0.0.1:8000/v1")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ProposalError(
+            f"cannot reach --api-base {api_base} ({reason}); start the server or fix the URL", model=model
+        ) from None
+
+
+def _failure(err: Exception, model: str, api_base: str | None, streamed: str, transient: bool) -> ProposalError:
+    """The one-line ProposalError for a failed request: fatal when asking again cannot help."""
+    name = type(err).__name__
+    where = f" at {api_base}" if api_base else ""
+    text = " ".join(str(getattr(err, "message", err)).split())[:300]
+    if name == "AuthenticationError":
+        return ProposalError(
+            f"the model provider refused the API key for {model} ({text}); set the key in the environment "
+            "or a .env file",
+            model=model,
+        )
+    if "Provider NOT provided" in text:
+        return ProposalError(
+            f"model {model!r} names no provider; write it as provider/model, e.g. openai/gpt-5-mini", model=model
+        )
+    if name in ("NotFoundError", "BadRequestError") and "model" in text.lower():
+        return ProposalError(f"model {model} was not found{where} ({text}); check --model", model=model)
+    if streamed:
+        return ProposalError(
+            f"the reply of {model} was cut off after {len(streamed)} characters ({name}: {text})",
+            model=model,
+            fatal=False,
+        )
+    if transient:
+        return ProposalError(
+            f"cannot reach {model}{where} after retries ({name}: {text}); check --api-base and the server",
+            model=model,
+            fatal=False,
+        )
+    return ProposalError(f"the request to {model}{where} failed ({name}: {text})", model=model, fatal=False)

@@ -1,27 +1,20 @@
-"""What the model reads: the task document, the run table, and the answer format."""
+"""What a language model reads and how its answers are read: the system prompts, the
+user message of each iteration, and the setup request that infers the task."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
+from ..journal._document import task_document
 from ..protocol._constraints import parse_constraint
 from ..protocol._errors import ConstraintError, ProposalError
-from ..protocol._format import number, short
-from ..protocol._records import RunRecord
+from ..protocol._format import number
 from ..protocol._redact import redact
-from ..protocol._task import Direction, TaskSpec
+from ..protocol._task import Direction, TaskDraft
 from ._propose import ProposalContext
 
-__all__ = [
-    "SYSTEM",
-    "TaskDraft",
-    "inference_request",
-    "parse_task_draft",
-    "proposal_request",
-    "task_document",
-]
+__all__ = ["INFERENCE_SYSTEM", "SYSTEM", "inference_request", "parse_task_draft", "proposal_request"]
 
 SYSTEM = """\
 You are an experiment agent working on one notebook cell. The cell is a benchmark: it \
@@ -43,57 +36,9 @@ values. You may add lines `Idea: <text>` for promising ideas to try later. When 
 believe nothing more is worth trying, answer with a single line `DONE: <reason>` instead.\
 """
 
-_TABLE_ROWS = 30
-
 
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def run_table(history: Sequence[RunRecord], metric: str | None, rows: int = _TABLE_ROWS) -> str:
-    """A compact markdown table of the latest runs."""
-    if not history:
-        return "(no runs yet)"
-    shown = history[-rows:]
-    lines = []
-    if len(history) > rows:
-        lines.append(f"({len(history) - rows} earlier runs not shown)")
-    lines += [
-        "| run | seg | status | " + (metric or "metric") + " | other metrics | hypothesis / error |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in shown:
-        others = ", ".join(f"{k}={number(v)}" for k, v in r.metrics.items() if k != metric)
-        note = r.hypothesis or r.description
-        if r.error:
-            note = f"{note} [{r.error}]" if note else f"[{r.error}]"
-        lines.append(
-            f"| {r.run} | {r.segment} | {r.status} | {number(r.metric)} | {short(others, 80)} "
-            f"| {short(note, 120).replace('|', '/')} |"
-        )
-    return "\n".join(lines)
-
-
-def task_document(
-    task: TaskSpec,
-    history: Sequence[RunRecord],
-    *,
-    name: str,
-    best: RunRecord | None = None,
-) -> str:
-    """The task document (``prompt.md``): objective, metrics, rules, what was tried."""
-    verb = "higher" if task.direction == "higher" else "lower"
-    out = [f"# {name}", "", "## Objective", task.objective.strip() or task.title, ""]
-    out += ["## Metrics", f"- primary: `{task.metric}` ({verb} is better)"]
-    out += [f"- secondary: `{m}`" for m in task.secondary]
-    out += ["", "## Constraints"]
-    out += [f"- `{c}`" for c in task.constraints] or ["- none"]
-    out += ["", "## Off limits (must not be changed)"]
-    out += [f"- `{p}`" for p in task.off_limits] or ["- none"]
-    out += ["", "## What has been tried", run_table(history, task.metric)]
-    if best is not None:
-        out += ["", f"Best so far: run {best.run}, {task.metric} = {number(best.metric)}."]
-    return redact("\n".join(out) + "\n")
 
 
 def proposal_request(context: ProposalContext) -> str:
@@ -154,18 +99,6 @@ def inference_request(code: str, metrics: Mapping[str, float], files: Sequence[s
         f"## The cell\n```python\n{code.rstrip()}\n```\n\n## Metrics it printed\n{shown}\n\n"
         f"## Files in its folder\n{listed}\n"
     )
-
-
-@dataclass(frozen=True)
-class TaskDraft:
-    """The task the model inferred."""
-
-    objective: str
-    metric: str
-    direction: Direction
-    secondary: tuple[str, ...]
-    constraints: tuple[str, ...]
-    off_limits: tuple[str, ...]
 
 
 _PRIMARY = re.compile(r"^\W*primary\W*:\s*`?([\w.µ]+)`?\s*\(?\s*(higher|lower|max\w*|min\w*)", re.I | re.M)

@@ -31,7 +31,6 @@ _BINOPS: dict[type, Callable[[float, float], float]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-_FORM = "write it as '<expression> <op> <number>' with op one of <=, <, >=, >, =="
 
 
 @dataclass(frozen=True)
@@ -87,24 +86,24 @@ def parse_constraint(text: str) -> Constraint:
     """
     source = text.strip()
     if not source:
-        raise ConstraintError(f"constraint is empty: {_FORM}")
+        raise ConstraintError.malformed(text, "is empty")
     try:
         tree = ast.parse(source, mode="eval").body
     except SyntaxError:
-        raise ConstraintError(f"constraint {text!r} cannot be read: {_FORM}") from None
+        raise ConstraintError.malformed(text, "cannot be read") from None
     if not isinstance(tree, ast.Compare) or len(tree.ops) != 1:
-        raise ConstraintError(f"constraint {text!r} needs exactly one comparison: {_FORM}")
+        raise ConstraintError.malformed(text, "needs exactly one comparison")
     op = _AST_OPS.get(type(tree.ops[0]))
     if op is None:
         shown = {ast.NotEq: "!=", ast.Is: "is", ast.In: "in"}.get(type(tree.ops[0]), "?")
-        raise ConstraintError(f"constraint {text!r} uses unknown operator {shown!r}: {_FORM}")
+        raise ConstraintError.malformed(text, f"uses unknown operator {shown!r}")
     bound = _constant(tree.comparators[0])
     if bound is None:
-        raise ConstraintError(f"constraint {text!r} must compare against a number: {_FORM}")
+        raise ConstraintError.malformed(text, "must compare against a number")
     names: set[str] = set()
     _check(tree.left, text, names)
     if not names:
-        raise ConstraintError(f"constraint {text!r} names no metric: {_FORM}")
+        raise ConstraintError.malformed(text, "names no metric")
     return Constraint(ast.unparse(tree.left), op, bound, frozenset(names))
 
 
@@ -161,9 +160,8 @@ def _check(node: ast.expr, text: str, names: set[str]) -> None:
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         _check(node.operand, text, names)
     elif _constant(node) is None:
-        raise ConstraintError(
-            f"constraint {text!r} may only use metric names, numbers, + - * / and "
-            f"parentheses, not {ast.unparse(node)!r}"
+        raise ConstraintError.malformed(
+            text, f"may only use metric names, numbers, + - * / and parentheses, not {ast.unparse(node)!r}", form=False
         )
 
 

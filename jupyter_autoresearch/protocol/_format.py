@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-__all__ = ["change", "number", "short"]
+if TYPE_CHECKING:
+    from ._records import RunRecord
+
+__all__ = ["change", "note", "number", "short"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -28,3 +32,11 @@ def short(text: str, width: int) -> str:
     or a candidate's text must not drive the terminal)."""
     text = " ".join(_CONTROL.sub(" ", text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def note(record: RunRecord) -> str:
+    """What a run tried and, when it was not kept, why: ``hypothesis [error]``."""
+    text = record.hypothesis or record.description
+    if record.status != "keep" and record.error:
+        return f"{text} [{record.error}]" if text else f"[{record.error}]"
+    return text

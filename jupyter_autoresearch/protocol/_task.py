@@ -12,7 +12,7 @@ from ._constraints import Constraint, parse_constraints
 from ._errors import OptionsError
 from ._metrics import check_metric_name
 
-__all__ = ["Direction", "Limits", "TaskSpec", "Threshold"]
+__all__ = ["Direction", "Limits", "TaskDraft", "TaskSpec", "Threshold", "direction_text", "parse_duration"]
 
 Direction = Literal["higher", "lower"]
 
@@ -94,11 +94,31 @@ class TaskSpec:
         return a - b if self.direction == "higher" else b - a
 
     @property
+    def verb(self) -> str:
+        """``maximize`` or ``minimize``."""
+        return "maximize" if self.direction == "higher" else "minimize"
+
+    @property
+    def direction_text(self) -> str:
+        """``higher is better`` or ``lower is better``."""
+        return direction_text(self.direction)
+
+    @property
+    def goal(self) -> str:
+        """One line: ``maximize revenue subject to spend <= 30``."""
+        rules = ", ".join(self.constraint_texts) or "no constraints"
+        return f"{self.verb} {self.metric} subject to {rules}"
+
+    @property
     def title(self) -> str:
         if self.objective:
             return self.objective.strip().splitlines()[0]
-        verb = "Maximize" if self.direction == "higher" else "Minimize"
-        return f"{verb} {self.metric}" if self.metric else "Infer the objective"
+        return f"{self.verb.capitalize()} {self.metric}" if self.metric else "Infer the objective"
+
+
+def direction_text(direction: str) -> str:
+    """``higher is better`` or ``lower is better``: the one wording of a direction."""
+    return f"{direction} is better"
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
@@ -121,31 +141,58 @@ class Limits:
 
     Attributes:
         max_iterations: loop iterations after the baseline (None: no cap).
-        plateau: stop after this many consecutive runs without a keep.
+        plateau: stop after this many consecutive runs without a keep (0 or None: never).
         max_cost: stop once the model calls cost this many US dollars.
         max_time: stop after this many seconds of wall-clock time.
         min_improvement: how much a run must beat the best to be kept.
         repeats: evaluations per run; the run's metric is their median.
         parallel: proposals evaluated at a time.
+        max_model_failures: stop after this many failed model requests in a row.
     """
 
     max_iterations: int | None = 20
-    plateau: int | None = None
+    plateau: int | None = 20
     max_cost: float | None = None
     max_time: float | None = None
     min_improvement: Threshold = field(default_factory=Threshold)
     repeats: int = 1
     parallel: int = 1
+    max_model_failures: int = 3
 
     def __post_init__(self) -> None:
         for name in ("max_iterations", "plateau"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise OptionsError(f"--{name.replace('_', '-')} {value} must be 0 or more")
-        for name in ("repeats", "parallel"):
+        for name in ("repeats", "parallel", "max_model_failures"):
             if getattr(self, name) < 1:
-                raise OptionsError(f"--{name} {getattr(self, name)} must be 1 or more")
+                raise OptionsError(f"--{name.replace('_', '-')} {getattr(self, name)} must be 1 or more")
         for name in ("max_cost", "max_time"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise OptionsError(f"--{name.replace('_', '-')} {value} must be positive")
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """The task a proposer inferred from the cell and its baseline metrics.
+
+    Attributes:
+        objective: what the analyst wants, in a sentence.
+        metric: the primary metric (one the baseline printed).
+        direction: ``"higher"`` or ``"lower"`` is better.
+        secondary: other printed metrics worth showing.
+        constraints: rules visible in the cell or its data, canonical text.
+        off_limits: data files the cell reads, which candidates must not change.
+        tokens: tokens the request used, when known.
+        cost_usd: the request's price, when known.
+    """
+
+    objective: str
+    metric: str
+    direction: Direction
+    secondary: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    off_limits: tuple[str, ...] = ()
+    tokens: int | None = None
+    cost_usd: float | None = None

@@ -6,26 +6,27 @@ import difflib
 from collections.abc import Sequence
 from html import escape
 
-from ..protocol._format import change, number, short
+from ..protocol._format import change, note, number, short
 from ..protocol._records import RunRecord, segment_baseline
+from ._status import status_style
 
-__all__ = ["STATUS_COLOURS", "code_diff_html", "history_html", "status_badge", "summary_html"]
+__all__ = ["code_diff_html", "error_html", "history_html", "notice_html", "output_html", "status_badge", "summary_html"]
 
-STATUS_COLOURS = {
-    "keep": "#2e7d32",
-    "discard": "#757575",
-    "infeasible": "#ef6c00",
-    "crash": "#c62828",
-    "timeout": "#ad1457",
-    "invalid": "#6a1b9a",
-    "violation": "#b71c1c",
-    "checks_failed": "#8d6e00",
-}
 _CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #e0e0e0"
 
 
+def error_html(text: str) -> str:
+    """One line of error text, red, escaped."""
+    return f"<span style='color:{status_style('crash').colour}'>{escape(text)}</span>"
+
+
+def notice_html(text: str) -> str:
+    """One line of notice text (a new segment, a failed model request), orange, escaped."""
+    return f"<span style='color:{status_style('infeasible').colour}'>{escape(text)}</span>"
+
+
 def status_badge(status: str) -> str:
-    colour = STATUS_COLOURS.get(status, "#424242")
+    colour = status_style(status).colour
     return (
         f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
         f'font-size:11px">{escape(status)}</span>'
@@ -40,16 +41,13 @@ def history_html(
     rows = ["<tr>" + "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head) + "</tr>"]
     reference = best.metric if best else None
     for r in runs:
-        note = r.hypothesis or r.description
-        if r.status != "keep" and r.error:
-            note = f"{note} — {r.error}" if note else r.error
         cells = [
             str(r.run),
             status_badge(r.status),
             escape(number(r.metric, "")),
             "" if best and r.run == best.run else escape(change(r.metric, reference)),
             *(escape(number(r.metrics.get(c), "")) for c in columns),
-            escape(short(note, 140)),
+            escape(short(note(r), 140)),
         ]
         weight = "font-weight:600;" if best is not None and r.run == best.run else ""
         rows.append(f'<tr style="{weight}">' + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")

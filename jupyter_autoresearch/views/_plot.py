@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..protocol._records import FAILED, RunRecord
+from ._status import status_style
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -13,11 +14,12 @@ if TYPE_CHECKING:
 
 __all__ = ["draw_metric", "figure_png", "metric_figure"]
 
-_STYLE: dict[str, dict[str, Any]] = {
-    "keep": {"color": "#2e7d32", "marker": "o", "s": 46, "label": "kept"},
-    "discard": {"color": "#9e9e9e", "marker": "o", "s": 22, "label": "discarded"},
-    "infeasible": {"color": "#ef6c00", "marker": "D", "s": 26, "label": "infeasible"},
-    "checks_failed": {"color": "#8d6e00", "marker": "s", "s": 26, "label": "checks failed"},
+#: Markers of the statuses that have a metric to plot (colours and labels: ``_status``).
+_MARKERS: dict[str, dict[str, Any]] = {
+    "keep": {"marker": "o", "s": 46},
+    "discard": {"marker": "o", "s": 22},
+    "infeasible": {"marker": "D", "s": 26},
+    "checks_failed": {"marker": "s", "s": 26},
 }
 
 
@@ -36,10 +38,18 @@ def metric_figure(
 def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direction: str = "higher") -> Axes:
     """Kept runs marked, a best-so-far line per segment, infeasible, checks_failed and failed runs distinct."""
     measured = [r for r in runs if r.metric is not None]
-    for status, style in _STYLE.items():
+    for status, marker in _MARKERS.items():
         chosen = [r for r in measured if r.status == status]
         if chosen:
-            axes.scatter([r.run for r in chosen], [r.metric or 0.0 for r in chosen], zorder=3, **style)
+            style = status_style(status)
+            axes.scatter(
+                [r.run for r in chosen],
+                [r.metric or 0.0 for r in chosen],
+                zorder=3,
+                color=style.colour,
+                label=style.label,
+                **marker,
+            )
     failed = [r for r in runs if r.status in FAILED or r.metric is None]
     if failed:
         # No metric to plot: mark them along the bottom edge so they stay visible.
@@ -47,7 +57,7 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
             [r.run for r in failed],
             [0] * len(failed),
             marker="x",
-            color="#c62828",
+            color=status_style("crash").colour,
             zorder=3,
             label="failed",
             transform=axes.get_xaxis_transform(),
@@ -69,7 +79,7 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
                 xs,
                 ys,
                 where="post",
-                color="#2e7d32",
+                color=status_style("keep").colour,
                 alpha=0.6,
                 linewidth=1.5,
                 label="best so far" if segment == min(r.segment for r in runs) else None,

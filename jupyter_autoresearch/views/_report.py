@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..protocol._format import change, number, short
+from ..protocol._format import change, note, number, short
 from ..protocol._records import RunRecord, SegmentConfig, segment_baseline
+from ..protocol._task import direction_text
 
 __all__ = ["history_table"]
 
@@ -35,17 +36,14 @@ def history_table(
             config = next((c for c in reversed(configs) if c.segment == r.segment), None)
             if config is not None:
                 if config.metric_name != shown[0] or (segment is not None and config.direction != shown[1]):
-                    rules.insert(0, f"{config.metric_name or 'metric'}, {config.direction} is better")
+                    rules.insert(0, f"{config.metric_name or 'metric'}, {direction_text(config.direction)}")
                 shown = (config.metric_name, config.direction)
             segment = r.segment
             if rules:
                 lines.append(f"{'':>4}  -- segment {segment}: {'; '.join(rules)}")
-        note = r.hypothesis or r.description
-        if r.status != "keep" and r.error:
-            note = f"{note} [{r.error}]" if note else f"[{r.error}]"
         first = baselines[r.segment]
         lines.append(
             f"{r.run:>4}  {r.segment:>3}  {r.status:<13}  {number(r.metric):>16}  "
-            f"{change(r.metric, first.metric if first else None):>20}  {short(note, width)}"
+            f"{change(r.metric, first.metric if first else None):>20}  {short(note(r), width)}"
         )
     return "\n".join(lines)

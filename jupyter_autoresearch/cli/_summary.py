@@ -1,0 +1,50 @@
+"""What the command line prints when a session ends: the history table, the kept runs and
+the best, and the ``--json`` summary object."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..protocol._format import number
+from ..views._report import history_table
+
+if TYPE_CHECKING:
+    from ..engine._session import Session
+    from ..protocol._records import RunRecord
+
+__all__ = ["print_summary", "summary"]
+
+
+def summary(session: Session) -> dict[str, Any]:
+    """The object ``--json`` prints."""
+
+    def brief(record: RunRecord | None, code: bool = False) -> dict[str, Any] | None:
+        if record is None:
+            return None
+        data: dict[str, Any] = {"run": record.run, "metric": record.metric, "metrics": dict(record.metrics)}
+        if code:
+            data["code"] = record.code
+        return data
+
+    return {
+        "session": session.name,
+        "folder": str(session.folder),
+        "stop_reason": session.stop_reason,
+        "runs": len(session.runs),
+        "baseline": brief(session.baseline_run),
+        "best": brief(session.best_run, code=True),
+    }
+
+
+def print_summary(session: Session, stream: TextIO) -> None:
+    """The history, the chain of kept runs of the current segment, and where the best code is."""
+    metric = session.task.metric
+    print(file=stream)
+    print(history_table(session.runs, metric), file=stream)
+    best = session.best_run
+    if best is not None:
+        kept = [number(r.metric) for r in session.segment_runs() if r.kept]
+        print(f"\n{metric} (segment {session.segment}): {' -> '.join(kept)}", file=stream)
+        print(
+            f"best: run {best.run}, {metric}={number(best.metric)}; code in {session.folder / 'best.py'}\n", file=stream
+        )

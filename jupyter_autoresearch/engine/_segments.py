@@ -1,0 +1,136 @@
+"""Where a segment starts: the baseline (and the task it may infer), a resumed session's
+rules, and a new segment under new constraints, whose best is re-measured as its baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..protocol._errors import BaselineError, ConstraintError, OptionsError
+from ._decide import judge
+from ._events import BaselineDone, ConstraintsChanged, Decision, ReasoningDelta, TaskInferred
+
+if TYPE_CHECKING:
+    from ._loop import Loop
+
+__all__ = ["baseline", "new_segment", "resume"]
+
+
+def baseline(loop: Loop) -> None:
+    """Measure the unchanged cell as run 1; infer the task first if none was given."""
+    session = loop.session
+    outcomes = loop.evaluate([1], [session.code])[0]
+    failed = next((o for o in outcomes if o.kind != "ok"), None)
+    if failed is not None:
+        what = "timed out" if failed.kind == "timeout" else "crashed"
+        raise BaselineError.from_outcome(failed.kind, what, failed.stderr_tail or (failed.error or ""))
+    metrics = outcomes[0].metrics
+    written = {path for outcome in outcomes for path in outcome.written}
+    if not session.off_limits_given:
+        # Files the cell itself writes are its outputs, not data to protect.
+        session.task = replace(session.task, off_limits=tuple(p for p in session.task.off_limits if p not in written))
+    if session.task.metric is None:
+        _infer_task(loop, metrics, written)
+    loop.protect()
+    metric = session.task.metric
+    assert metric is not None
+    if metric not in metrics:
+        raise BaselineError.missing_metric(metric, metrics, outcomes[0].problems, outcomes[0].stderr_tail)
+    for constraint in session.task.constraints:
+        unknown = constraint.names - metrics.keys()
+        if unknown:
+            raise ConstraintError.unknown_metrics(str(constraint), unknown, metrics, by_baseline=True)
+    loop.recorder.config(0)
+    verdict = judge(session.task, outcomes, None)
+    record = loop.recorder.run(
+        1,
+        0,
+        verdict,
+        outcomes,
+        code=session.code,
+        parent=None,
+        hypothesis="Baseline: the cell as written.",
+        baseline=True,
+    )
+    session._emit(BaselineDone(session.name, record))
+    session._emit(Decision(session.name, record, session.best_run))
+
+
+def _infer_task(loop: Loop, metrics: Mapping[str, float], written: set[str]) -> None:
+    """Ask the proposer to draft the task from the cell, its metrics and its folder."""
+    session = loop.session
+    assert session.proposer is not None and session.setup is not None
+    folder = session.setup.folder
+    files = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    draft = session.proposer.infer_task(
+        session.code, metrics, files[:50], lambda text: session._emit(ReasoningDelta(session.name, 0, text))
+    )
+    session.spent_usd += draft.cost_usd or 0.0
+    task = session.task
+    off_limits = task.off_limits or tuple(p for p in draft.off_limits if (folder / p).exists() and p not in written)
+    session.task = replace(
+        task.with_constraints(list(task.constraint_texts or draft.constraints)),
+        metric=draft.metric,
+        direction=draft.direction,
+        objective=task.objective or draft.objective,
+        secondary=draft.secondary,
+        off_limits=off_limits,
+    )
+    session._emit(TaskInferred(session.name, session.task))
+
+
+def resume(loop: Loop) -> None:
+    """Carry on a logged session: its objective, its rules unless new ones were given."""
+    session = loop.session
+    config = session._configs[-1] if session._configs else None
+    if config is None:
+        return
+    task = session.task
+    if task.metric is None:
+        session.task = replace(
+            task,
+            metric=config.metric_name,
+            direction=config.direction,  # type: ignore[arg-type]
+            objective=task.objective or config.objective,
+            secondary=task.secondary or config.secondary,
+        )
+    elif (task.metric, task.direction) != (config.metric_name, config.direction):
+        raise OptionsError(
+            f"session {session.name} optimises {config.metric_name} ({config.direction} is "
+            f"better), not {task.metric} ({task.direction}); choose another "
+            "--session name to start a new session"
+        )
+    if not session.off_limits_given:
+        session.task = replace(session.task, off_limits=config.off_limits)
+    loop.protect()
+    if not session.constraints_given:
+        session.task = session.task.with_constraints(list(config.constraints))
+    elif set(session.task.constraint_texts) != set(config.constraints):
+        new_segment(loop, session.task.constraint_texts)
+
+
+def new_segment(loop: Loop, constraints: Sequence[str]) -> None:
+    """Start a segment under new rules: re-evaluate the best code as its baseline."""
+    session = loop.session
+    parent = loop.parent()
+    segment = session.segment + 1
+    session.task = session.task.with_constraints(list(constraints))
+    loop.recorder.config(segment)
+    now_infeasible = tuple(
+        r.run for r in session.runs if r.kept and not r.is_baseline and session.task.violations(r.metrics)
+    )
+    session._emit(ConstraintsChanged(session.name, session.task.constraint_texts, segment, now_infeasible))
+    run = loop.next_run()
+    outcomes = loop.evaluate([run], [parent.code])[0]
+    record = loop.recorder.run(
+        run,
+        segment,
+        judge(session.task, outcomes, None),
+        outcomes,
+        code=parent.code,
+        parent=parent.run,
+        hypothesis=f"Run {parent.run} re-evaluated under the new constraints.",
+        baseline=True,
+    )
+    session._emit(Decision(session.name, record, session.best_run))

@@ -1,0 +1,56 @@
+"""Typed settings of the evaluator and the model front, filled once from the options table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import OptionsError
+
+__all__ = ["EvaluationSettings", "ModelSettings"]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How one candidate is run.
+
+    Attributes:
+        timeout: seconds a candidate may run before its process group is killed.
+        memory_mb: address space a candidate may add to the warm worker's, in MiB
+            (None: no limit).
+        output_cap: bytes of each output stream kept (the tail); METRIC lines are
+            always kept.
+    """
+
+    timeout: float = 600.0
+    memory_mb: int | None = 4096
+    output_cap: int = 65536
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise OptionsError(f"--timeout {self.timeout:g} must be positive")
+        if self.memory_mb is not None and self.memory_mb <= 0:
+            raise OptionsError(f"--memory-limit {self.memory_mb} must be positive (or None for no limit)")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model proposes, and how it is asked.
+
+    Attributes:
+        model: a litellm model string (``openai/gpt-5-mini``, ``ollama/qwen2.5-coder``)
+            or ``replay:PATH``; None until resolved from ``$AUTORESEARCH_MODEL``.
+        api_base: an OpenAI-compatible server's URL, e.g. ``http://127.0.0.1:8000/v1``.
+        env_file: the ``.env`` file keys may come from, named when a key is missing.
+        num_retries: retries, with exponential backoff, of a request that failed before
+            any text arrived (rate limits, server and connection errors).
+        timeout: seconds one request may take.
+        temperature: sampling temperature, when the model accepts one.
+    """
+
+    model: str | None = None
+    api_base: str | None = None
+    env_file: Path | None = None
+    num_retries: int = 3
+    timeout: float = 600.0
+    temperature: float | None = None
