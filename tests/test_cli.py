@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import FILES, metric_cell, write_recording
+from llm_server import LLMServer, Reply, answer
 
 from jupyter_autoresearch.cli import main
 
@@ -306,3 +307,32 @@ def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.Capture
     code, _, err = cli("run", nb, "--output", tmp_path / "taken" / "out.ipynb", capsys=capsys)
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("jupyter-autoresearch: error: ")
+
+
+def test_a_failed_model_reply_is_a_line_and_the_loop_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], llm: LLMServer
+) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    llm.add(Reply(answer("cut", metric_cell(5)), cut_after=3), answer("fine", metric_cell(2)), "DONE: ok")
+    code, out, err = cli(
+        "run", tmp_path / "bench.py", "--maximize", "x", "--model", "openai/test", "--api-base", llm.url, "--json",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["runs"] == 2
+    assert "model failed, no run (1 of 3 in a row before it stops): the reply of openai/test was cut off" in err
+    assert "#2   keep" in err
+
+
+def test_state_errors_exit_1_and_usage_errors_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jupyter_autoresearch.journal._journal import Journal
+
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    rec = write_recording(tmp_path / "rec.jsonl", [])
+    holder = Journal(tmp_path / ".autoresearch" / "bench")  # as if another process ran this session
+    try:
+        code, _, err = cli("run", tmp_path / "bench.py", "--maximize", "x", "--model", f"replay:{rec}", capsys=capsys)
+    finally:
+        holder.close()
+    assert code == 1 and "session bench is running in another process" in err
+    code, _, err = cli("run", tmp_path / "bench.py", "--maximize", "x", "--minimize", "y", capsys=capsys)
+    assert code == 2 and "not allowed with argument --maximize" in err

@@ -155,3 +155,69 @@ def test_a_kernel_interrupt_stops_a_background_loop(tmp_path: Path) -> None:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def _notebook(cells: list[str]) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+@pytest.mark.timeout(300)
+def test_an_error_with_wait_fails_the_cell_in_one_line_and_stops_the_notebook(tmp_path: Path) -> None:
+    from conftest import write_recording
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    write_recording(tmp_path / "rec.jsonl", [])
+    notebook = _notebook(
+        [
+            "%load_ext jupyter_autoresearch",
+            "%%autoresearch --maximize x --model replay:rec.jsonl --wait\nprint('METRIC x=' + str(1 / 0))",
+            "print('not reached')",
+        ]
+    )
+    client = NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    with pytest.raises(CellExecutionError) as raised:
+        client.execute()
+    assert raised.value.ename == "BaselineError"
+    [error] = [o for o in notebook.cells[1].outputs if o.output_type == "error"]
+    assert error.traceback == [
+        "BaselineError: the baseline (the unchanged cell) crashed: ZeroDivisionError: division by zero; "
+        "fix the cell so it runs and prints its METRIC lines, then start again"
+    ]
+    assert notebook.cells[2].outputs == []  # papermill and nbclient stop at the failed cell
+
+
+@pytest.mark.timeout(300)
+def test_an_error_in_the_background_is_one_red_line_on_top_of_the_panel(tmp_path: Path) -> None:
+    from conftest import write_recording
+    from nbclient import NotebookClient
+
+    write_recording(tmp_path / "rec.jsonl", [])
+    notebook = _notebook(
+        [
+            "%load_ext jupyter_autoresearch",
+            "%%autoresearch --maximize x --model replay:rec.jsonl\nprint('METRIC x=' + str(1 / 0))",
+            "_autoresearch.wait(60)\nprint(_autoresearch.stop_reason)",
+        ]
+    )
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    assert notebook.cells[1].outputs[0]["output_type"] == "display_data"  # the panel; the cell succeeded
+    assert notebook.cells[2].outputs[0]["text"] == "error\n"
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+    red = [v for v in html if "crashed: ZeroDivisionError: division by zero" in v]
+    assert len(red) == 1 and red[0].startswith("<span style='color:#c62828'>") and "\n" not in red[0]
+    panel = next(m for m in state.values() if "jupyter-autoresearch-panel" in m["state"].get("_dom_classes", []))
+    first = panel["state"]["children"][0].removeprefix("IPY_MODEL_")
+    assert state[first]["state"]["value"] == red[0]  # on top

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -540,3 +541,98 @@ def test_an_unknown_model_is_one_line(tmp_path: Path) -> None:
         session.run()
     assert session.stop_reason == "error" and "names no provider" in session.stop_detail
     assert session.runs == ()  # refused before the baseline ran
+
+
+def litellm_session(tmp_path: Path, llm: LLMServer, **options: Any) -> ar.Session:
+    """A session asking the test server, with one quick retry before a request counts as failed."""
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    proposer = ar.LiteLLMProposer(ar.ModelSettings("openai/test", api_base=llm.url, num_retries=1))
+    return create_session(tmp_path / "bench.py", maximize="x", proposer=proposer, **options)
+
+
+def failure_lines(session: ar.Session) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in (session.folder / "log.jsonl").read_text().splitlines()]
+    return [line for line in lines if line.get("type") == "model_failure"]
+
+
+def test_a_failed_model_request_costs_an_iteration_not_the_session(tmp_path: Path, llm: LLMServer) -> None:
+    llm.add(
+        Reply(status=500),  # fails, and so does its retry:
+        Reply(status=500),
+        Reply(answer("cut off", metric_cell(3)), cut_after=2),  # the stream ends before the reply does
+        answer("fine", metric_cell(2)),
+        Reply("abc" * 150, chunk=3),  # litellm's repeated-chunk guard cuts this one
+        "DONE: enough",
+    )
+    session = litellm_session(tmp_path, llm)
+    failed: list[ar.ProposalFailed] = []
+    session.subscribe(lambda e: isinstance(e, ar.ProposalFailed) and failed.append(e))
+    session.run()
+    assert statuses(session) == ["keep", "keep"] and [r.run for r in session.runs] == [1, 2]  # no number used
+    assert session.stop_reason == "done" and session.iteration == 5
+    assert [(e.run, e.consecutive, e.limit) for e in failed] == [(2, 1, 3), (2, 2, 3), (3, 1, 3)]
+    assert "cannot reach openai/test" in failed[0].reason and "InternalServerError" in failed[0].reason
+    assert "was cut off after" in failed[1].reason
+    assert "repeating the same chunk" in failed[2].reason
+    lines = failure_lines(session)
+    assert [line["reason"] for line in lines] == [e.reason for e in failed]
+    assert all("run" not in line and line["segment"] == 0 for line in lines)  # never read as a run
+    assert [r.run for r in load_session(session.folder).runs] == [1, 2]  # our reader skips them
+
+
+def test_model_failures_in_a_row_stop_the_session(tmp_path: Path, llm: LLMServer) -> None:
+    llm.default = lambda request: Reply(status=503)
+    session = litellm_session(tmp_path, llm, max_model_failures=2)
+    with pytest.raises(ar.ProposalError, match=r"2 model requests in a row failed \(--max-model-failures 2\)"):
+        session.run()
+    assert statuses(session) == ["keep"] and len(failure_lines(session)) == 2
+    assert session.stop_reason == "error" and "cannot reach openai/test" in session.stop_detail
+    assert len(llm.requests) == 4  # two iterations, each a request and one retry
+
+
+def test_a_refused_key_stops_at_once(tmp_path: Path, llm: LLMServer) -> None:
+    llm.add(Reply(status=401))
+    session = litellm_session(tmp_path, llm)
+    with pytest.raises(ar.ProposalError, match="refused the API key for openai/test") as raised:
+        session.run()
+    assert raised.value.fatal and raised.value.model == "openai/test"
+    assert statuses(session) == ["keep"] and failure_lines(session) == [] and len(llm.requests) == 1
+
+
+def test_a_missing_key_is_named_before_the_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/gpt-5-mini")
+    with pytest.raises(ar.ProposalError) as raised:
+        session.run()
+    assert str(raised.value) == (
+        "OPENAI_API_KEY is not set, and litellm needs it for openai/gpt-5-mini: set it in the environment "
+        f"or in {tmp_path / '.env'}"
+    )
+    assert session.runs == () and session.stop_reason == "error"
+
+
+def test_an_unreachable_server_is_named_before_the_baseline(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    url = f"http://127.0.0.1:{port}/v1"
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=url)
+    with pytest.raises(ar.ProposalError, match=rf"cannot reach --api-base {url} \(.*\); start the server or fix"):
+        session.run()
+    assert session.runs == ()
+
+
+def test_the_stuck_loop_stop_is_on_by_default(tmp_path: Path) -> None:
+    session = make(tmp_path, [(f"worse {i}", metric_cell(0.5)) for i in range(25)], max_iterations=30)
+    session.run()
+    assert session.stop_reason == "plateau" and len(session.runs) == 21
+    assert session.stop_detail == "20 runs in a row without improvement (--plateau 20)"
+    session = make(
+        tmp_path, [(f"worse {i}", metric_cell(0.5)) for i in range(25)], plateau=0, name="off", max_iterations=30
+    )
+    session.run()
+    assert session.stop_reason == "done" and len(session.runs) == 26
