@@ -268,6 +268,37 @@ def test_reasoning_redraws_are_throttled(tmp_path: Path) -> None:
     assert "t2999" in panel.reasoning.value  # the last delta always lands
 
 
+def test_history_and_chart_redraws_are_throttled_and_off_the_loop_thread(tmp_path: Path) -> None:
+    import threading
+
+    from jupyter_autoresearch.notebook._panel import Panel
+    from jupyter_autoresearch.protocol._records import RunRecord
+
+    session = ar.create_session(
+        _script(tmp_path), maximize="x", model=f"replay:{write_recording(tmp_path / 'r.jsonl', [])}"
+    )
+    session._runs = [RunRecord(run=i, segment=0, status="keep", metric=float(i)) for i in range(1, 301)]
+    panel = Panel(session)
+    drawn: list[str] = []
+    draw = panel._draw_runs_now
+
+    def counted() -> None:
+        drawn.append(threading.current_thread().name)
+        draw()
+
+    panel._draw_runs_now = counted  # type: ignore[method-assign]
+    started = time.monotonic()
+    for index in range(2000):  # decisions far faster than ten a second
+        panel.on_event(ar.Decision(session.name, session._runs[index % 300], None))
+    elapsed = time.monotonic() - started
+    time.sleep(0.5)
+    assert 1 <= len(drawn) <= (elapsed + 0.5) * 10 + 2
+    assert threading.current_thread().name not in drawn  # the loop's thread never draws a decision
+    session._runs.append(RunRecord(run=301, segment=0, status="crash", metric=None))
+    panel.on_event(ar.Stopped(session.name, "done", "enough", None, 301))
+    assert ">301<" in panel.history.value  # the last state always lands
+
+
 def test_long_histories_page(tmp_path: Path) -> None:
     from jupyter_autoresearch.notebook._panel import PAGE, Panel
     from jupyter_autoresearch.protocol._records import RunRecord

@@ -36,9 +36,25 @@ def import_litellm() -> Any:
         return litellm
 
 
-def preload_litellm() -> threading.Thread:
-    """Import litellm in a background thread, so that nobody waits for it who need not."""
-    thread = threading.Thread(target=import_litellm, name="autoresearch-litellm-import", daemon=True)
+def preload_litellm(model: str | None = None) -> threading.Thread:
+    """Import litellm in a background thread, so that nobody waits for it who need not.
+
+    With ``model``, also load what its first request would load (the HTTP transport and
+    the token counter litellm prices a reply with), so that the first proposal is quick.
+    """
+
+    def warm_up() -> None:
+        litellm = import_litellm()
+        if model is None:
+            return
+        try:
+            import httpcore  # noqa: F401 - httpx imports its transport on the first request
+
+            litellm.token_counter(model=model, text="warm up")
+        except Exception:
+            pass  # only a warm-up: the request itself says what is wrong
+
+    thread = threading.Thread(target=warm_up, name="autoresearch-litellm-import", daemon=True)
     thread.start()
     return thread
 
@@ -100,7 +116,7 @@ class LiteLLMProposer(Proposer):
 
     # -- before the baseline -------------------------------------------------------------
     def prepare(self) -> None:
-        preload_litellm()
+        preload_litellm(self.model)
 
     def check(self) -> None:
         """Refuse, in one line, an unknown provider, a missing key or an unreachable server."""
