@@ -101,7 +101,7 @@ def inference_request(code: str, metrics: Mapping[str, float], files: Sequence[s
     )
 
 
-_PRIMARY = re.compile(r"^\W*primary\W*:\s*`?([\w.µ]+)`?\s*\(?\s*(higher|lower|max\w*|min\w*)", re.I | re.M)
+_PRIMARY = re.compile(r"^\W*primary\W*:[\s*_]*`?([\w.µ]+)`?\s*\(?\s*(higher|lower|max\w*|min\w*)", re.I | re.M)
 
 
 def parse_task_draft(text: str, metrics: Mapping[str, float]) -> TaskDraft:

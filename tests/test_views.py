@@ -1,0 +1,60 @@
+"""Pure renderers of run records: text tables, HTML, the chart's styles, one look per status."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_autoresearch import RunRecord
+from jupyter_autoresearch.protocol._format import change, note, number, short
+from jupyter_autoresearch.views._html import error_html, history_html, output_html, status_badge, summary_html
+from jupyter_autoresearch.views._report import history_table
+from jupyter_autoresearch.views._status import STATUS_STYLES, status_style
+
+RUNS = [
+    RunRecord(run=1, segment=0, status="keep", metric=100.0, metrics={"x": 100.0, "cost": 1}, hypothesis="Baseline."),
+    RunRecord(run=2, segment=0, status="crash", metric=None, hypothesis="<b>bold</b>", error="KeyError: 'x'",
+              stderr_tail="Traceback\nKeyError: 'x'\n"),
+    RunRecord(run=3, segment=1, status="keep", metric=102.5, metrics={"x": 102.5, "cost": 2}, hypothesis="more",
+              constraints=("cost <= 2",)),
+]  # fmt: skip
+
+
+def test_formatting() -> None:
+    assert number(110.16271234) == "110.16271" and number(None) == "-" and number(None, "") == ""
+    assert change(102.5, 100) == "+2.5 (+2.50%)" and change(1, 1) == "" and change(None, 1) == ""
+    assert short("a\x1b[31m  b\n c", 80) == "a [31m b c" and short("abcdef", 4) == "abc…"
+    assert note(RUNS[1]) == "<b>bold</b> [KeyError: 'x']" and note(RUNS[0]) == "Baseline."
+
+
+def test_every_status_has_one_style() -> None:
+    assert set(STATUS_STYLES) >= {"keep", "discard", "crash", "timeout", "infeasible", "invalid", "violation"}
+    assert status_style("keep").colour == "#2e7d32" and status_style("keep").ansi == "32"
+    assert status_style("something new").colour == "#424242"  # unknown statuses still render
+
+
+def test_the_text_history_separates_segments() -> None:
+    table = history_table(RUNS, "x")
+    lines = table.splitlines()
+    assert lines[0].split() == ["run", "seg", "status", "x", "vs", "baseline", "hypothesis"]
+    assert "-- segment 1: constraints cost <= 2" in table
+    assert lines[3].split()[:3] == ["2", "0", "crash"] and "[KeyError: 'x']" in lines[3]
+    assert "+2.5 (+2.50%)" in lines[5]
+    assert history_table([], "x") == "(no runs)"
+
+
+def test_html_escapes_every_string_from_a_run() -> None:
+    html = history_html(RUNS, "x", RUNS[2], columns=["cost"])
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert html.count("<tr") == 4 and status_badge("crash") in html
+    assert status_style("crash").colour in status_badge("crash")
+    assert "Traceback\nKeyError: &#x27;x&#x27;" in output_html(RUNS[1])
+    assert error_html("<script>") == "<span style='color:#c62828'>&lt;script&gt;</span>"
+    summary = summary_html("s<1>", "x", RUNS, RUNS[2], "stopped")
+    assert "s&lt;1&gt;" in summary and "run 3: 102.5 +2.5 (+2.50%)" in summary
+
+
+@pytest.mark.parametrize("count, shown", [(3, 3), (40, 15)])
+def test_the_summary_shows_the_latest_runs(count: int, shown: int) -> None:
+    runs = [RunRecord(run=i, segment=0, status="discard", metric=float(i)) for i in range(1, count + 1)]
+    html = summary_html("s", "x", runs, None, "idle")
+    assert html.count("<tr") == shown + 1 and ("earlier runs not shown" in html) == (count > shown)
