@@ -397,6 +397,6 @@ def test_every_option_is_a_trait_of_the_magics(tmp_path: Path, monkeypatch: pyte
     session = shell.user_ns["_autoresearch"]
     assert session.state == "stopped" and len(session.runs) == 2  # --wait came from the config
     assert session.task.constraint_texts == ("cost <= 1",) and session.task.metric == "x"
-    assert session.limits.max_time == 600 and session.limits.plateau is None
+    assert session.limits.max_time == 600 and session.limits.plateau == 0
     assert session.limits.max_model_failures == 5 and str(session.limits.min_improvement) == "1%"
     InteractiveShell.clear_instance()

@@ -80,6 +80,11 @@ def test_every_option_reaches_each_place_it_applies() -> None:
     assert {a.dest for a in cli._actions} - {"help"} == {o.name for o in options_for(CLI)}
     accepted = set(api_layer({o.api_name: o.default for o in options_for(API) if o.default is not None}))
     assert accepted == {o.name for o in options_for(API) if o.default is not None}
+    config = RunConfig.resolve()
+    for option in OPTIONS:  # and each lands in a field of a typed setting
+        part, field = option.destination
+        if part != "direction":
+            assert getattr(getattr(config, part), field) == option.typed_default, option.name
 
 
 def test_values_are_typed_once() -> None:
@@ -91,7 +96,7 @@ def test_values_are_typed_once() -> None:
     assert config.task.metric == "x" and config.task.direction == "higher"
     assert [str(c) for c in config.task.constraints] == ["a / b <= 1", "c >= 2"]
     assert config.limits.max_time == 1800 and config.limits.min_improvement == ar.Threshold(1, percent=True)
-    assert config.limits.plateau is None  # 0 turns the stuck-loop stop off
+    assert config.limits.plateau == 0  # turns the stuck-loop stop off
     assert config.output.setup_cells == (1, 3)
     assert config.evaluation == ar.EvaluationSettings(timeout=5, memory_mb=None)
     assert config.task.off_limits == () and "off_limits" in config.given

@@ -241,7 +241,7 @@ class Loop:
         s = self.session
         with s._lock:
             pending, s._pending_constraints = s._pending_constraints, None
-        if pending is not None and set(pending) != set(s.task.constraint_texts):
+        if pending is not None and set(pending) != set(s.task.constraints):
             new_segment(self, pending)
 
     def check_stop(self) -> None:

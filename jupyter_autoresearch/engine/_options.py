@@ -27,7 +27,7 @@ from typing import Any, Literal, NoReturn
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
 from ..protocol._settings import EvaluationSettings, ModelSettings
-from ..protocol._task import Limits, TaskSpec, Threshold, parse_duration
+from ..protocol._task import Direction, Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = [
     "API",
@@ -193,6 +193,9 @@ class Option:
         where: where it applies: ``cli``, ``magic``, ``config``, ``api``.
         keyword: its name in ``create_session`` when that differs from ``name``.
         shown_default: how the default reads in help, when it is not a plain value.
+        into: the :class:`RunConfig` part its value goes to (``task``, ``limits``,
+            ``evaluation``, ``model``, ``output``); by default its group's.
+        field: the field of that part, when it differs from ``name``.
     """
 
     name: str
@@ -206,6 +209,8 @@ class Option:
     where: frozenset[str] = _EVERYWHERE
     keyword: str = ""
     shown_default: str = ""
+    into: str = ""
+    field: str = ""
 
     @property
     def flag(self) -> str:
@@ -216,6 +221,11 @@ class Option:
         return self.keyword or self.name
 
     @property
+    def destination(self) -> tuple[str, str]:
+        """``(part, field)`` of :class:`RunConfig` that holds the value."""
+        return self.into or _PARTS[self.group], self.field or self.name
+
+    @property
     def typed_default(self) -> Any:
         return None if self.default is None else self.parse(self.default)
 
@@ -224,7 +234,7 @@ class Option:
         """The default as help shows it ("" when there is nothing worth saying)."""
         if self.shown_default:
             return self.shown_default
-        if self.default is None or self.default is False or self.default == "":
+        if self.default is None or self.default is False or self.default in ("", ()):
             return ""
         return str(self.default)
 
@@ -234,16 +244,19 @@ _MODEL = "model"
 _STOP = "stop rules and decisions"
 _EVALUATION = "evaluation"
 _OUTPUT = "session and output"
+_PARTS = {_OBJECTIVE: "task", _MODEL: "model", _STOP: "limits", _EVALUATION: "evaluation", _OUTPUT: "output"}
 
 #: The options of a run, in the order they are listed.
 OPTIONS: tuple[Option, ...] = (
+    # The direction options set the task's metric and direction together (see RunConfig.resolve).
     Option("maximize", "primary metric, higher is better (with neither, the model infers the task)", _OBJECTIVE,
-           metavar="METRIC"),
-    Option("minimize", "primary metric, lower is better", _OBJECTIVE, metavar="METRIC"),
+           metavar="METRIC", into="direction"),
+    Option("minimize", "primary metric, lower is better", _OBJECTIVE, metavar="METRIC", into="direction"),
     Option("constraint", "a rule every kept run must meet, e.g. 'cs_contacts / users <= 0.042' (repeatable)",
-           _OBJECTIVE, kind="list", parse=_constraints, metavar="EXPR", keyword="constraints"),
+           _OBJECTIVE, kind="list", default=(), parse=_constraints, metavar="EXPR", keyword="constraints",
+           field="constraints"),
     Option("off_limits", "files candidates must not change (repeatable; 'none' protects nothing)", _OBJECTIVE,
-           kind="list", parse=_off_limits, metavar="GLOB", shown_default="the data files the cell reads"),
+           kind="list", default=(), parse=_off_limits, metavar="GLOB", shown_default="the data files the cell reads"),
     Option("objective", "the task in prose, for the model", _OBJECTIVE, default="", metavar="TEXT"),
     Option("model", "litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) or replay:PATH", _MODEL,
            metavar="MODEL", shown_default="$AUTORESEARCH_MODEL"),
@@ -265,10 +278,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", "seconds one evaluation may take", _EVALUATION, kind="float", default=600, parse=_positive,
            metavar="SECONDS"),
     Option("memory_limit", "MiB of memory a candidate may add (0: no limit)", _EVALUATION, kind="int", default=4096,
-           parse=_megabytes, metavar="MB"),
+           parse=_megabytes, metavar="MB", field="memory_mb"),
     Option("setup_cells", "the state candidates start from: 'above' (the cells above the benchmark; in a kernel, "
            "the variables the cell reads), 'none', or the In [N] numbers of cells to run once in the worker, "
-           "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST"),
+           "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST", into="output"),
     Option("session", "the session to create or resume (same name: it resumes)", _OUTPUT, metavar="NAME",
            keyword="name", shown_default="the file's or notebook's name"),
     Option("insert", "which accepted variants come back as notebook cells", _OUTPUT, kind="choice",
@@ -342,39 +355,19 @@ class RunConfig:
                 values["maximize"] = values["minimize"] = None
             values.update(layer)
             given |= layer.keys()
-        v = values
-        task = TaskSpec(
-            metric=v["maximize"] or v["minimize"],
-            direction="lower" if v["minimize"] else "higher",
-            constraints=v["constraint"] or (),
-            off_limits=v["off_limits"] or (),
-            objective=v["objective"],
-        )
-        limits = Limits(
-            max_iterations=v["max_iterations"],
-            plateau=v["plateau"] or None,
-            max_cost=v["max_cost"],
-            max_time=v["max_time"],
-            min_improvement=v["min_improvement"],
-            repeats=v["repeats"],
-            parallel=v["parallel"],
-            max_model_failures=v["max_model_failures"],
-        )
-        output = OutputSettings(
-            session=v["session"],
-            insert=v["insert"],
-            setup_cells=v["setup_cells"],
-            cell=v["cell"],
-            output=v["output"],
-            wait=v["wait"],
-            json=v["json"],
-        )
+        parts: dict[str, dict[str, Any]] = {part: {} for part in _PARTS.values()}
+        for option in OPTIONS:
+            part, name = option.destination
+            if part in parts:
+                parts[part][name] = values[option.name]
+        metric = values["maximize"] or values["minimize"]
+        direction: Direction = "lower" if values["minimize"] else "higher"
         return cls(
-            task=task,
-            limits=limits,
-            evaluation=EvaluationSettings(timeout=v["timeout"], memory_mb=v["memory_limit"]),
-            model=ModelSettings(model=v["model"], api_base=v["api_base"]),
-            output=output,
+            task=TaskSpec(metric=metric, direction=direction, **parts["task"]),
+            limits=Limits(**parts["limits"]),
+            evaluation=EvaluationSettings(**parts["evaluation"]),
+            model=ModelSettings(**parts["model"]),
+            output=OutputSettings(**parts["output"]),
             given=frozenset(given),
         )
 
@@ -426,8 +419,8 @@ def trait_layer(values: Mapping[str, Any], *, owner: str = "AutoresearchMagics")
     """Typed values of the traits that differ from the table's defaults."""
     layer: dict[str, Any] = {}
     for option in options_for(CONFIG):
-        value = values.get(option.name, option.default)
-        if value != option.default:
+        value = values.get(option.name)
+        if value is not None and value != option.default:  # None: not set
             layer[option.name] = convert(option, value, f"{owner}.{option.name} = ")
     return layer
 

@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..protocol._constraints import Constraint
 from ..protocol._errors import BaselineError, ConstraintError, OptionsError
+from ..protocol._task import TaskSpec
 from ._decide import judge
 from ._events import BaselineDone, ConstraintsChanged, Decision, ReasoningDelta, TaskInferred
 
@@ -96,26 +98,26 @@ def resume(loop: Loop) -> None:
             secondary=task.secondary or config.secondary,
         )
     elif (task.metric, task.direction) != (config.metric_name, config.direction):
+        logged = TaskSpec(metric=config.metric_name, direction="lower" if config.direction == "lower" else "higher")
         raise OptionsError(
-            f"session {session.name} optimises {config.metric_name} ({config.direction} is "
-            f"better), not {task.metric} ({task.direction}); choose another "
-            "--session name to start a new session"
+            f"session {session.name} optimises {logged.metric} ({logged.direction_text}), not "
+            f"{task.metric} ({task.direction}); choose another --session name to start a new session"
         )
     if not session.off_limits_given:
         session.task = replace(session.task, off_limits=config.off_limits)
     loop.protect()
     if not session.constraints_given:
-        session.task = session.task.with_constraints(list(config.constraints))
+        session.task = session.task.with_constraints(list(config.constraints))  # text from the log
     elif set(session.task.constraint_texts) != set(config.constraints):
-        new_segment(loop, session.task.constraint_texts)
+        new_segment(loop, session.task.constraints)
 
 
-def new_segment(loop: Loop, constraints: Sequence[str]) -> None:
+def new_segment(loop: Loop, constraints: Sequence[Constraint]) -> None:
     """Start a segment under new rules: re-evaluate the best code as its baseline."""
     session = loop.session
     parent = loop.parent()
     segment = session.segment + 1
-    session.task = session.task.with_constraints(list(constraints))
+    session.task = replace(session.task, constraints=tuple(constraints))
     loop.recorder.config(segment)
     now_infeasible = tuple(
         r.run for r in session.runs if r.kept and not r.is_baseline and session.task.violations(r.metrics)

@@ -86,7 +86,7 @@ class Session:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
-        self._pending_constraints: tuple[str, ...] | None = None
+        self._pending_constraints: tuple[Constraint, ...] | None = None
         self._stop_reason = ("user", "stopped by the user")
         self._thread: threading.Thread | None = None
 
@@ -248,7 +248,8 @@ class Session:
     def pending_constraints(self) -> tuple[str, ...] | None:
         """Constraints set with :meth:`set_constraints` that the next iteration will apply."""
         with self._lock:
-            return self._pending_constraints
+            pending = self._pending_constraints
+        return None if pending is None else tuple(str(c) for c in pending)
 
     def check_names(self, constraint: Constraint) -> Constraint:
         """``constraint`` if every metric it names was reported by some run.
@@ -271,10 +272,9 @@ class Session:
         parsed = parse_constraints(texts)
         for constraint in parsed:
             self.check_names(constraint)
-        canonical = tuple(str(c) for c in parsed)
         with self._lock:
-            self._pending_constraints = canonical
-        return canonical
+            self._pending_constraints = parsed
+        return tuple(str(c) for c in parsed)
 
     def start(self) -> threading.Thread:
         """Run the loop in a background thread (the notebook's way); returns the thread.
