@@ -400,3 +400,11 @@ def test_every_option_is_a_trait_of_the_magics(tmp_path: Path, monkeypatch: pyte
     assert session.limits.max_time == 600 and session.limits.plateau == 0
     assert session.limits.max_model_failures == 5 and str(session.limits.min_improvement) == "1%"
     InteractiveShell.clear_instance()
+
+
+def test_line_magic_errors_fail_the_cell_in_one_line(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    error, shown = failed_cell(ip, capsys, "%autoresearch stop")
+    assert isinstance(error, ar.SessionError)
+    assert shown.strip() == "SessionError: no autoresearch session in this kernel yet; run a %%autoresearch cell first"
+    error, shown = failed_cell(ip, capsys, "%autoresearch launch")
+    assert isinstance(error, ar.OptionsError) and "invalid choice: 'launch'" in shown

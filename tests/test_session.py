@@ -636,3 +636,20 @@ def test_the_stuck_loop_stop_is_on_by_default(tmp_path: Path) -> None:
     )
     session.run()
     assert session.stop_reason == "done" and len(session.runs) == 26
+
+
+def test_state_errors_are_session_errors(tmp_path: Path) -> None:
+    session = make(tmp_path, [("slow", "import time\ntime.sleep(30)")], timeout=60)
+    session.start()
+    deadline = time.monotonic() + 30
+    while session.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(ar.SessionError, match="session bench is already running") as raised:
+        session.start()
+    assert raised.value.session == "bench"
+    with pytest.raises(ar.SessionError, match="already running"):
+        session.run()
+    session.stop()
+    session.wait(30)
+    with pytest.raises(ar.SessionError, match="was loaded read-only and cannot run"):
+        load_session(session.folder).run()
