@@ -69,9 +69,9 @@ def test_judge_minimizes() -> None:
 
 def test_confidence_is_the_best_against_the_baseline_in_mads() -> None:
     runs = [run(1, "keep", 10), run(2, "discard", 9), run(3, "keep", 12), run(4, "discard", 11)]
-    assert confidence(TASK, runs) == pytest.approx(2 / 1)
-    assert confidence(TASK, runs[:2]) is None  # fewer than three values
-    assert confidence(TASK, [run(1, "keep", 5), run(2, "discard", 5), run(3, "discard", 5)]) is None  # no spread
+    assert confidence(runs, "higher") == pytest.approx(2 / 1)
+    assert confidence(runs[:2], "higher") is None  # fewer than three values
+    assert confidence([run(1, "keep", 5), run(2, "discard", 5), run(3, "discard", 5)], "higher") is None  # no spread
 
 
 def test_runs_without_keep_count_the_tail_after_the_segment_baseline() -> None:

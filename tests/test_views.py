@@ -16,6 +16,8 @@ RUNS = [
               stderr_tail="Traceback\nKeyError: 'x'\n"),
     RunRecord(run=3, segment=1, status="keep", metric=102.5, metrics={"x": 102.5, "cost": 2}, hypothesis="more",
               constraints=("cost <= 2",)),
+    RunRecord(run=4, segment=1, status="keep", metric=105.0, metrics={"x": 105.0, "cost": 2}, hypothesis="most",
+              constraints=("cost <= 2",)),
 ]  # fmt: skip
 
 
@@ -38,19 +40,19 @@ def test_the_text_history_separates_segments() -> None:
     assert lines[0].split() == ["run", "seg", "status", "x", "vs", "baseline", "hypothesis"]
     assert "-- segment 1: constraints cost <= 2" in table
     assert lines[3].split()[:3] == ["2", "0", "crash"] and "[KeyError: 'x']" in lines[3]
-    assert "+2.5 (+2.50%)" in lines[5]
+    assert "+2.5 (+2.44%)" in lines[6]  # against the first run of its own segment
     assert history_table([], "x") == "(no runs)"
 
 
 def test_html_escapes_every_string_from_a_run() -> None:
-    html = history_html(RUNS, "x", RUNS[2], columns=["cost"])
+    html = history_html(RUNS, "x", RUNS[3], columns=["cost"])
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
-    assert html.count("<tr") == 4 and status_badge("crash") in html
+    assert html.count("<tr") == 5 and status_badge("crash") in html
     assert status_style("crash").colour in status_badge("crash")
     assert "Traceback\nKeyError: &#x27;x&#x27;" in output_html(RUNS[1])
     assert error_html("<script>") == "<span style='color:#c62828'>&lt;script&gt;</span>"
-    summary = summary_html("s<1>", "x", RUNS, RUNS[2], "stopped")
-    assert "s&lt;1&gt;" in summary and "run 3: 102.5 +2.5 (+2.50%)" in summary
+    summary = summary_html("s<1>", "x", RUNS, RUNS[3], "stopped")
+    assert "s&lt;1&gt;" in summary and "run 4: 105 +2.5 (+2.44%)" in summary
 
 
 @pytest.mark.parametrize("count, shown", [(3, 3), (40, 15)])
