@@ -408,3 +408,16 @@ def test_line_magic_errors_fail_the_cell_in_one_line(ip: Any, capsys: pytest.Cap
     assert shown.strip() == "SessionError: no autoresearch session in this kernel yet; run a %%autoresearch cell first"
     error, shown = failed_cell(ip, capsys, "%autoresearch launch")
     assert isinstance(error, ar.OptionsError) and "invalid choice: 'launch'" in shown
+
+
+def test_a_failed_model_request_shows_on_the_panel(tmp_path: Path, llm: LLMServer) -> None:
+    from jupyter_autoresearch.notebook._panel import Panel
+
+    llm.add(Reply(answer("<cut>", metric_cell(5)), cut_after=2), answer("fine", metric_cell(2)), "DONE: ok")
+    session = ar.create_session(_script(tmp_path), maximize="x", model="openai/test", api_base=llm.url)
+    panel = Panel(session)
+    messages: list[str] = []
+    panel.message.observe(lambda change: messages.append(change["new"]), "value")
+    session.run()
+    assert any("The model failed, no run (1 of 3 in a row before the session stops)" in m for m in messages)
+    assert "model failures</span> <b>1</b>" in panel.header.value and len(session.runs) == 2
