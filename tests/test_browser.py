@@ -225,9 +225,15 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
             60,
             "a run refused by the new constraint",
         )
-        marked = _wait(
-            lambda: [c for c in inserted() if c["meta"].get("infeasible")], 30, "inserted cells marked", page
-        )
+
+        def all_marked() -> list[dict[str, Any]]:
+            # Marks arrive one message each: wait until every refused cell (cost > 1) carries one.
+            cells = inserted()
+            marked = [c for c in cells if c["meta"].get("infeasible")]
+            refused = [c for c in cells if c["meta"]["metrics"]["cost"] > 1]
+            return marked if marked and len(marked) == len(refused) else []
+
+        marked = _wait(all_marked, 30, "inserted cells marked", page)
         assert all(c["source"].startswith("# autoresearch: INFEASIBLE:") for c in marked)
         assert all(c["meta"]["metrics"]["cost"] > 1 for c in marked)
         last_marked = max(c["meta"]["run"] for c in marked)
