@@ -66,3 +66,32 @@ def write_recording(
 
 def metric_cell(value: float | str, extra: str = "") -> str:
     return f"{extra}\nprint('METRIC x={value}')\nprint('METRIC cost=1')\n".lstrip("\n")
+
+
+def sandbox_problem() -> str | None:
+    """Why the sandbox cannot run here (None when it can)."""
+    from jupyter_autoresearch.isolation._sandbox import SandboxUnavailable, find_bubblewrap
+
+    try:
+        find_bubblewrap()
+    except SandboxUnavailable as err:
+        return str(err)
+    return None
+
+
+def need_sandbox() -> None:
+    """Skip a sandbox test where bubblewrap cannot run, except in CI, where that fails it."""
+    problem = sandbox_problem()
+    if problem is None:
+        return
+    if os.environ.get("AUTORESEARCH_REQUIRE_SANDBOX"):
+        pytest.fail(f"the sandbox must run here: {problem}")
+    pytest.skip(f"no sandbox here: {problem}")
+
+
+@pytest.fixture(params=["off", "on"])
+def sandbox(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs unconfined and in the sandbox."""
+    if request.param == "on":
+        need_sandbox()
+    return str(request.param)

@@ -54,16 +54,22 @@ def test_timeout_kills_the_whole_process_group(evaluator: ForkEvaluator, tmp_pat
     )
     assert outcome.kind == "timeout" and "timed out after 3" in str(outcome.error)
     pid = int((tmp_path / "grandchild.pid").read_text())
-    time.sleep(0.2)
-    assert not _alive(pid)  # the grandchild died with its group
+    assert not alive(evaluator, pid)  # the grandchild died with its group
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status  # a killed orphan may linger as a zombie until reaped
+def alive(ev: ForkEvaluator, pid: int) -> bool:
+    """Whether ``pid`` (as the worker numbers processes: the sandbox has its own) still runs."""
+    outcome = run(
+        ev,
+        f"""
+        try:
+            state = open('/proc/{pid}/status').read().split('State:')[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            state = 'gone'
+        print('METRIC alive=' + str(int(state not in ('gone', 'Z'))))
+    """,
+    )
+    return bool(outcome.metrics["alive"])
 
 
 def test_memory_limit(evaluator: ForkEvaluator) -> None:
@@ -110,9 +116,15 @@ def test_off_limits_write_through_python_is_refused(evaluator: ForkEvaluator, tm
     assert (tmp_path / "data.csv").read_text() == "a,b\n1,2\n"
 
 
-def test_off_limits_write_behind_pythons_back_is_restored(evaluator: ForkEvaluator, tmp_path: Path) -> None:
-    outcome = run(evaluator, "import os\nos.system('echo wiped > data.csv; echo new > more.csv')\nprint('METRIC x=1')")
-    assert set(outcome.touched) == {"data.csv", "more.csv"}
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_off_limits_write_behind_pythons_back_is_refused_or_restored(tmp_path: Path, sandbox: str) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    with ForkEvaluator(EvaluationSettings(timeout=10, sandbox=sandbox)) as ev:  # type: ignore[arg-type]
+        ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
+        outcome = run(ev, "import os\nos.system('echo wiped > data.csv; echo new > more.csv')\nprint('METRIC x=1')")
+    # Confined, the kernel refuses the write (a read-only mount); unconfined, the
+    # fingerprints catch it and the file is restored.
+    assert set(outcome.touched) == ({"more.csv"} if sandbox == "on" else {"data.csv", "more.csv"})
     assert (tmp_path / "data.csv").read_text() == "a,b\n1,2\n"
     assert not (tmp_path / "more.csv").exists()
 
@@ -225,7 +237,7 @@ def test_a_symlink_planted_over_a_protected_file_is_replaced_not_followed(tmp_pa
     (tmp_path / "data.csv").write_text("a\n")
     outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
     outside.write_text("keep me")
-    with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
+    with ForkEvaluator(EvaluationSettings(timeout=10, sandbox="off")) as ev:  # the backstop behind the mounts
         ev.start(WorkerSetup(folder=tmp_path, off_limits=("data.csv",)))
         outcome = run(ev, f"import os\nos.system('rm data.csv; ln -s {outside} data.csv')")
     assert outcome.touched == ("data.csv",)
@@ -243,17 +255,36 @@ def test_candidates_see_no_descriptor_of_the_worker_or_their_siblings(tmp_path: 
     assert alone.metrics["fds"] <= 5  # stdin, stdout, stderr, the result pipe, listdir's own
 
 
-def test_starting_and_closing_leaks_no_descriptors_or_files(tmp_path: Path) -> None:
+def test_starting_and_closing_leaks_no_descriptors_or_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
+    private = tmp_path / "tmp"  # /tmp is shared with whatever else runs on the machine
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+
     def count() -> tuple[int, int]:
-        return len(os.listdir("/proc/self/fd")), len(list(Path(tempfile.gettempdir()).glob("autoresearch-*")))
+        return len(os.listdir("/proc/self/fd")), len(list(private.iterdir()))
 
     with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
         ev.start(WorkerSetup(folder=tmp_path))
     before = count()
+    assert before[1] == 0
     for _ in range(5):
         with ForkEvaluator(EvaluationSettings(timeout=10)) as ev:
             ev.start(WorkerSetup(folder=tmp_path, off_limits=("*.csv",)))
             run(ev, "print('METRIC x=1')")
     assert count() == before
+
+
+def test_a_worker_that_dies_during_setup_shows_its_last_words_and_leaves_nothing(tmp_path: Path, sandbox: str) -> None:
+    from jupyter_autoresearch import EvaluationError
+
+    session = tmp_path / ".autoresearch" / "s"
+    session.mkdir(parents=True)
+    dying = "import os, sys\nprint('dying loudly', file=sys.stderr, flush=True)\nos._exit(3)"
+    with (
+        ForkEvaluator(EvaluationSettings(timeout=10, sandbox=sandbox)) as ev,  # type: ignore[arg-type]
+        pytest.raises(EvaluationError, match=r"exited unexpectedly \(exited with status 3\): dying loudly"),
+    ):
+        ev.start(WorkerSetup(folder=tmp_path, setup_code=(dying,), session_folder=session))
+    assert list(session.iterdir()) == []  # its log lived in the session folder, and is gone

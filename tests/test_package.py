@@ -37,6 +37,7 @@ def test_exported_members_are_pinned() -> None:
             "Limits",
             "MetricParseError",
             "ModelSettings",
+            "Notice",
             "OptionsError",
             "Outcome",
             "Proposal",

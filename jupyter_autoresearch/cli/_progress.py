@@ -10,6 +10,7 @@ from ..engine._events import (
     ConstraintsChanged,
     Decision,
     Event,
+    Notice,
     ProposalFailed,
     ProposalReady,
     SessionStarted,
@@ -73,6 +74,8 @@ class ProgressPrinter:
             self._decision(event)
         elif isinstance(event, StateChanged):
             self._print(f"  [{event.state}]")
+        elif isinstance(event, Notice):
+            self._print(f"  warning: {event.text}")
         elif isinstance(event, Stopped):
             best = event.best
             tail = f"; best run {best.run}: {number(best.metric)}" if best else ""

@@ -15,6 +15,7 @@ __all__ = [
     "EvaluationDone",
     "EvaluationStarted",
     "Event",
+    "Notice",
     "ProposalFailed",
     "ProposalReady",
     "ProposalStarted",
@@ -129,6 +130,14 @@ class StateChanged(Event):
     """``running`` or ``paused`` (``stopped`` comes as :class:`Stopped`)."""
 
     state: str
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """One line the user should read that does not stop the loop (the sandbox is off,
+    the log was repaired)."""
+
+    text: str
 
 
 @dataclass(frozen=True)

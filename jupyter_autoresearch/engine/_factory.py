@@ -156,6 +156,7 @@ def session_from_config(
         preimport=preimport,
         # Proposed data files are protected once the baseline showed it does not write them.
         off_limits=task.off_limits if off_limits_given else (),
+        session_folder=folder,
     )
     return Session(
         name=name,

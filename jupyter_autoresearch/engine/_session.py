@@ -23,7 +23,7 @@ from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError,
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._task import Limits, TaskSpec
 from ._decide import STOP_REASONS, best_of
-from ._events import Event, StateChanged, Stopped, Subscriber
+from ._events import Event, Notice, StateChanged, Stopped, Subscriber
 from ._loop import Loop, StopRequested
 from ._target import Target
 
@@ -197,6 +197,12 @@ class Session:
             except Exception:
                 log.exception("event subscriber %r failed on %s", subscriber, type(event).__name__)
 
+    def _warn(self, text: str) -> None:
+        """One line for the user that does not stop the loop (the sandbox is off, the log was repaired)."""
+        with self._lock:
+            self.warnings = (*self.warnings, text)
+        self._emit(Notice(self.name, text))
+
     # -- controls (any thread) -------------------------------------------------------
     def stop(self, *, interrupted: bool = False) -> None:
         """Stop the loop: the model call and running candidates are abandoned.
@@ -324,7 +330,8 @@ class Session:
         reason, detail = "error", ""
         journal: Journal | None = None
         try:
-            journal = Journal(self.folder)
+            journal = Journal(self.folder, on_warning=self._warn)
+            self.evaluator.on_notice = self._warn
             reason, detail = Loop(self, journal).run()
         except StopRequested:
             reason, detail = self._stop_reason

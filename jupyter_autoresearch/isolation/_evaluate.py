@@ -7,8 +7,10 @@ asks it to fork a clean child per candidate.
 from __future__ import annotations
 
 import ast
+import fcntl
 import glob
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -19,16 +21,17 @@ import tempfile
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from ..protocol._errors import EvaluationError
 from ..protocol._metrics import parse_metrics
 from ..protocol._redact import is_secret_name
 from ..protocol._settings import EvaluationSettings
+from ._sandbox import Bubblewrap, Sandbox, SandboxUnavailable, find_bubblewrap
 
 __all__ = [
     "Evaluator",
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 OutcomeKind = Literal["ok", "crash", "timeout", "cancelled"]
+
+log = logging.getLogger("jupyter_autoresearch")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ class WorkerSetup:
         namespace: a cloudpickle of variables shipped from the user's kernel.
         preimport: modules imported once so that candidates find them warm.
         off_limits: glob patterns, relative to ``folder``, of files candidates must not change.
+        session_folder: the session's folder: read-only for candidates; the evaluator
+            keeps its own files there while it runs (a temporary folder without one).
+        hidden: glob patterns, relative to ``folder``, of files candidates must not
+            read (holdout data); the sandbox shows them empty.
     """
 
     folder: Path
@@ -89,10 +98,25 @@ class WorkerSetup:
     namespace: bytes | None = None
     preimport: tuple[str, ...] = ()
     off_limits: tuple[str, ...] = ()
+    session_folder: Path | None = None
+    hidden: tuple[str, ...] = ()
 
 
 class Evaluator(ABC):
-    """Runs candidate cells in isolation. Use as a context manager or call :meth:`close`."""
+    """Runs candidate cells in isolation. Use as a context manager or call :meth:`close`.
+
+    Attributes:
+        on_notice: called with one line the user should read (the sandbox is off, a
+            worker was replaced); set by the session that drives the evaluator.
+    """
+
+    on_notice: Callable[[str], None] | None = None
+
+    def _notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(text)
+        else:
+            log.warning("autoresearch: %s", text)
 
     @abstractmethod
     def start(self, setup: WorkerSetup) -> None:
@@ -142,14 +166,20 @@ def imported_modules(code: str) -> tuple[str, ...]:
 class OffLimitsGuard:
     """Fingerprints off-limits files and restores them if a run changed them.
 
-    The worker also refuses writes to them from Python (an audit hook); this guard is
-    the backstop for writes that bypass Python's file API.
+    The worker also refuses writes to them from Python (an audit hook), and the sandbox
+    mounts them read-only; this guard is the backstop for writes that get past both.
+
+    Args:
+        folder: the target's folder; ``patterns`` are relative to it.
+        patterns: glob patterns of the protected files.
+        backup: an empty folder for the backup copies (removed by :meth:`close`).
     """
 
-    def __init__(self, folder: Path, patterns: Sequence[str]) -> None:
+    def __init__(self, folder: Path, patterns: Sequence[str], backup: Path) -> None:
         self.folder = folder
         self.patterns = tuple(patterns)
-        self._backup = Path(tempfile.mkdtemp(prefix="autoresearch-offlimits-"))
+        self._backup = backup
+        backup.mkdir(parents=True, exist_ok=True)
         self._known: dict[str, tuple[int, int, int, str]] = {}
         self.snapshot()
 
@@ -160,6 +190,10 @@ class OffLimitsGuard:
                 if (self.folder / path).is_file():
                     found.add(os.path.normpath(path))
         return found
+
+    def files(self) -> tuple[Path, ...]:
+        """The protected files that exist now."""
+        return tuple(self.folder / path for path in sorted(self._paths()))
 
     def _stat(self, path: str) -> tuple[int, int, int]:
         info = (self.folder / path).stat()
@@ -205,11 +239,65 @@ class OffLimitsGuard:
         shutil.rmtree(self._backup, ignore_errors=True)
 
 
+class _Scratch:
+    """Where an evaluator keeps its own files: the worker's log and off-limits backups.
+
+    In the session folder when there is one, cleared when a worker starts (a killed run
+    leaves its files there); otherwise a temporary folder, locked while in use, that
+    the next start removes if its owner died. Removed by :meth:`close`.
+    """
+
+    _PREFIX = "autoresearch-worker-"
+
+    def __init__(self, session_folder: Path | None) -> None:
+        self._lock: IO[bytes] | None = None
+        if session_folder is not None:
+            self.path = session_folder / "worker"
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(parents=True)
+            return
+        self._remove_stale()
+        self.path = Path(tempfile.mkdtemp(prefix=self._PREFIX))
+        self._lock = open(self.path / "lock", "wb")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    @classmethod
+    def _remove_stale(cls) -> None:
+        for folder in Path(tempfile.gettempdir()).glob(f"{cls._PREFIX}*"):
+            try:
+                with open(folder / "lock", "rb") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while its owner lives
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+#: The fallback warning is said once per process.
+_warned_unconfined = False
+
+
 class ForkEvaluator(Evaluator):
     """Evaluates candidates in children forked from one warm worker process.
 
+    The worker runs in a sandbox (see :mod:`._sandbox`) where bubblewrap can create
+    one. When the worker dies during a run (a candidate killed it, the kernel's
+    out-of-memory killer chose it), the runs in flight are reported as crashes and a
+    fresh worker starts.
+
     Args:
-        settings: the timeout, memory limit and output cap of each candidate.
+        settings: the timeout, memory limit and output cap of each candidate, and the
+            sandbox: ``auto`` confines the worker where bubblewrap works here and warns
+            once where it does not, ``on`` refuses to run unconfined, ``off`` never
+            confines it; ``network`` lets a confined worker use the network.
+
+    Raises:
+        EvaluationError: the sandbox is ``on`` and bubblewrap cannot confine a process here.
 
     Example:
         >>> from pathlib import Path
@@ -224,28 +312,113 @@ class ForkEvaluator(Evaluator):
         if sys.platform == "win32":  # pragma: no cover
             raise EvaluationError("evaluation needs os.fork, which Windows lacks; use WSL")
         self.settings = settings or EvaluationSettings()
+        self._bubblewrap: Bubblewrap | None = None
+        if self.settings.sandbox == "on":
+            try:
+                self._bubblewrap = find_bubblewrap()
+            except SandboxUnavailable as err:
+                raise EvaluationError(
+                    f"--sandbox on, but {err.reason}; {err.remedy}, or run unconfined with --sandbox auto"
+                ) from None
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
         self._guard: OffLimitsGuard | None = None
+        self._scratch: _Scratch | None = None
+        self._confined_by: Bubblewrap | None = None
+        self._mounted: tuple[Path, ...] = ()
+        self._warmed: list[str] = []
+        self._broken: EvaluationError | None = None
         self._ids = 0
+        self._guards = 0
         self._cancelled = False
-        self._log: Path | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self.setup: WorkerSetup | None = None
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether the running worker is confined by the sandbox."""
+        return self._confined_by is not None and self._proc is not None
 
     def start(self, setup: WorkerSetup) -> None:
         self.close()
         self._cancelled = False
+        self._broken = None
+        self._warmed = []
+        self.setup = setup
+        self._scratch = _Scratch(setup.session_folder)
+        self._guard = self._new_guard(setup.off_limits)
+        self._confined_by = self._bubblewrap_here()
+        try:
+            self._spawn()
+        except BaseException:
+            self.close()
+            raise
+
+    def _bubblewrap_here(self) -> Bubblewrap | None:
+        global _warned_unconfined
+        if self.settings.sandbox == "off":
+            return None
+        if self._bubblewrap is not None:
+            return self._bubblewrap
+        try:
+            return find_bubblewrap()
+        except SandboxUnavailable as err:
+            if not _warned_unconfined:
+                _warned_unconfined = True
+                self._notice(
+                    f"sandbox off: {err.reason}, so candidates run with your user's rights and can read "
+                    "your files, other processes' environments (API keys) and the network; to confine "
+                    f"them, {err.remedy}; or pass --sandbox off to go on without this warning"
+                )
+            return None
+
+    def _new_guard(self, patterns: Sequence[str]) -> OffLimitsGuard | None:
+        if not patterns:
+            return None
+        assert self.setup is not None and self._scratch is not None
+        self._guards += 1
+        return OffLimitsGuard(self.setup.folder, patterns, self._scratch.path / f"off-limits-{self._guards}")
+
+    def _read_only(self) -> tuple[Path, ...]:
+        """What the sandbox mounts read-only inside the target's folder."""
+        assert self.setup is not None
+        places = [self.setup.folder / ".autoresearch"]
+        if self.setup.session_folder is not None:
+            places.append(self.setup.session_folder)
+        if self._guard is not None:
+            places += self._guard.files()
+        return tuple(dict.fromkeys(p.resolve() for p in places if p.exists()))
+
+    def _internal_patterns(self) -> list[str]:
+        """Session folders, refused to candidates by the worker's audit hook too."""
+        assert self.setup is not None
+        folder = self.setup.folder.resolve()
+        patterns = [".autoresearch/**"]
+        if self.setup.session_folder is not None:
+            session = self.setup.session_folder.resolve()
+            if folder in session.parents:
+                patterns.append(f"{session.relative_to(folder).as_posix()}/**")
+        return patterns
+
+    def _spawn(self) -> None:
+        """Start a worker for ``self.setup`` and wait until its warm state is ready."""
+        assert self.setup is not None and self._scratch is not None
+        setup = self.setup
         ours, theirs = socket.socketpair()
-        handle, log_path = tempfile.mkstemp(prefix="autoresearch-worker-", suffix=".log")
-        os.close(handle)
-        self._log = Path(log_path)
         env = scrub_environment(os.environ)
         env["MPLBACKEND"] = "Agg"
-        with open(self._log, "wb") as log:
+        command = [sys.executable, str(Path(__file__).with_name("_worker.py")), str(theirs.fileno())]
+        self._mounted = ()
+        if self._confined_by is not None:
+            self._mounted = self._read_only()
+            sandbox = Sandbox.around(
+                setup.folder, read_only=self._mounted, holdout=setup.hidden, network=self.settings.network
+            )
+            command = sandbox.command(self._confined_by) + command
+        with open(self._scratch.path / "worker.log", "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("_worker.py")), str(theirs.fileno())],
+                command,
                 cwd=setup.folder,
                 env=env,
                 pass_fds=(theirs.fileno(),),
@@ -257,28 +430,32 @@ class ForkEvaluator(Evaluator):
         theirs.close()
         self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _kill, self._proc)
-        self.setup = setup
-        self._guard = OffLimitsGuard(setup.folder, setup.off_limits) if setup.off_limits else None
         self._send(
             (
                 "setup",
                 {
                     "setup_code": list(setup.setup_code),
                     "namespace": setup.namespace,
-                    "preimport": list(setup.preimport),
-                    "off_limits": list(setup.off_limits),
+                    "preimport": list(dict.fromkeys([*setup.preimport, *self._warmed])),
+                    "off_limits": [*setup.off_limits, *self._internal_patterns()],
                 },
             )
         )
         reply = self._receive("ready")
+        if reply is None:
+            raise EvaluationError(f"the evaluation worker exited unexpectedly ({self._ending()}): {self._log_tail()}")
         if reply.get("error"):
-            error = EvaluationError(f"{reply['error']}; fix that cell, or leave it out with --setup-cells")
-            self.close()
-            raise error
+            raise EvaluationError(f"{reply['error']}; fix that cell, or leave it out with --setup-cells")
 
     def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
-        if self._conn is None:
+        if self._broken is not None:
+            raise self._broken
+        if self._conn is None or self._proc is None:
             raise EvaluationError("the evaluator is not started: call start() first")
+        if self._proc.poll() is not None:  # it ended between runs
+            self._respawn(self._ending())
+            if self._broken is not None:
+                raise self._broken
         if self._guard:
             self._guard.snapshot()
         ids = []
@@ -292,29 +469,60 @@ class ForkEvaluator(Evaluator):
                 "memory_mb": self.settings.memory_mb,
                 "output_cap": self.settings.output_cap,
             }
-            self._send(("run", request))
+            try:
+                self._send(("run", request))
+            except OSError:
+                break  # the worker is gone: the runs not yet answered are reported below
         if self._cancelled:
-            self._send(("cancel", None))  # a stop that came while the requests were sent
+            self.cancel()  # a stop that came while the requests were sent
         reports: dict[int, dict[str, Any]] = {}
         while len(reports) < len(ids):
             report = self._receive("done")
+            if report is None:
+                break
             reports[report["id"]] = report
         changed = self._guard.check_and_restore() if self._guard else []
-        outcomes = [self._outcome(reports[i], changed, len(ids)) for i in ids]
-        imported = sorted({m for r in reports.values() for m in r["imported"]})
-        if imported:
+        lost: str | None = None
+        if len(reports) < len(ids):
+            ending = self._ending()
+            self._respawn(ending)
+            who = "the candidate" if len(ids) == 1 else "a candidate of this batch"
+            after = "it could not be restarted" if self._broken else "a fresh worker took over"
+            lost = f"{who} ended the evaluation worker ({ending}); {after}"
+        outcomes = [
+            self._outcome(reports[i], changed, len(ids)) if i in reports else Outcome(kind="crash", error=lost)
+            for i in ids
+        ]
+        imported = sorted({m for r in reports.values() for m in r["imported"]} - set(self._warmed))
+        if imported and lost is None:
             # Later candidates find these warm; the worker refuses modules a candidate
             # could have planted (in the target's folder, or newer than the worker).
+            self._warmed += imported
             self._send(("warm", imported))
         return outcomes
+
+    def _respawn(self, ending: str) -> None:
+        """Replace a worker that ended; a failure is kept and raised by the next evaluate()."""
+        self._stop_worker()
+        try:
+            self._spawn()
+        except (EvaluationError, OSError) as err:
+            self._stop_worker()
+            self._broken = EvaluationError(f"the evaluation worker ended ({ending}) and could not be restarted: {err}")
 
     def protect(self, patterns: Sequence[str]) -> None:
         if self._conn is None or self.setup is None:
             raise EvaluationError("the evaluator is not started: call start() first")
         if self._guard is not None:
             self._guard.close()
-        self._guard = OffLimitsGuard(self.setup.folder, patterns) if patterns else None
-        self._send(("protect", list(patterns)))
+        self.setup = replace(self.setup, off_limits=tuple(patterns))
+        self._guard = self._new_guard(patterns)
+        if self._confined_by is not None and self._read_only() != self._mounted:
+            # Mounts are fixed when the sandbox is entered: a new worker mounts the new files.
+            self._stop_worker()
+            self._spawn()
+        else:
+            self._send(("protect", [*patterns, *self._internal_patterns()]))
 
     def _outcome(self, report: dict[str, Any], changed: list[str], batch: int) -> Outcome:
         parsed = parse_metrics(report["metric_text"])
@@ -344,13 +552,23 @@ class ForkEvaluator(Evaluator):
                 pass
 
     def close(self) -> None:
+        self._stop_worker()
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
+
+    def _stop_worker(self) -> None:
         if self._conn is not None:
             try:
                 self._send(("exit", None))
             except OSError:
                 pass
-            self._conn.close()
-            self._conn = None
+            with self._send_lock:
+                self._conn.close()
+                self._conn = None
         if self._proc is not None:
             try:
                 self._proc.wait(timeout=5)
@@ -359,36 +577,48 @@ class ForkEvaluator(Evaluator):
             self._proc = None
         if self._finalizer is not None:
             self._finalizer.detach()
-        if self._guard is not None:
-            self._guard.close()
-            self._guard = None
-        if self._log is not None:
-            self._log.unlink(missing_ok=True)
-            self._log = None
+            self._finalizer = None
 
     def _send(self, message: tuple[str, Any]) -> None:
-        assert self._conn is not None
         with self._send_lock:  # cancel() may send from another thread
+            if self._conn is None:
+                raise BrokenPipeError("the evaluation worker is gone")
             self._conn.send(message)
 
-    def _receive(self, expected: str) -> dict[str, Any]:
+    def _receive(self, expected: str) -> dict[str, Any] | None:
+        """The worker's next reply, or None once the worker has ended."""
         assert self._conn is not None and self._proc is not None
-        while not self._conn.poll(0.2):
-            if self._proc.poll() is not None:
-                raise EvaluationError(
-                    f"the evaluation worker exited unexpectedly ({self._proc.returncode}): {self._log_tail()}"
-                )
         try:
+            while not self._conn.poll(0.2):
+                if self._proc.poll() is not None and not self._conn.poll(0):
+                    return None
             kind, payload = self._conn.recv()
-        except (EOFError, OSError) as err:
-            raise EvaluationError(f"lost the evaluation worker: {err}") from None
+        except (EOFError, OSError):
+            return None
         assert kind == expected, (kind, expected)
         return dict(payload)
 
+    def _ending(self) -> str:
+        """How the worker ended, in words (``killed by signal SIGKILL``)."""
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill(self._proc)
+            return "stopped answering"
+        if code > 128 and self._confined_by is not None:
+            code = 128 - code  # bubblewrap reports a signal as 128 + its number
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"
+
     def _log_tail(self) -> str:
-        if self._log is None or not self._log.exists():
+        if self._scratch is None or not (self._scratch.path / "worker.log").exists():
             return ""
-        return self._log.read_text(errors="replace").strip()[-500:]
+        return (self._scratch.path / "worker.log").read_text(errors="replace").strip()[-500:]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -13,11 +13,16 @@ Requests (tuples sent over a :class:`multiprocessing.connection.Connection`):
 
 A child reports back only through its output pipes and a result pipe carrying JSON:
 nothing a candidate writes is ever unpickled or executed here.
+
+Nothing a candidate starts outlives its run: the worker is a child subreaper, so the
+processes a candidate leaves behind (daemons that called ``setsid``, orphans) become
+the worker's children, and whenever no candidate is running they are killed.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import fnmatch
 import gc
 import importlib.util
@@ -39,6 +44,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _METRIC_PREFIX = b"METRIC"
 _MAX_METRIC_NAMES = 10_000
 _MAX_RESULT = 64 * 1024 * 1024
@@ -133,6 +140,7 @@ class Worker:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.pid = os.getpid()
         self.root = os.getcwd()
         self.started = time.time()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -141,6 +149,8 @@ class Worker:
         self.selector = selectors.DefaultSelector()
         self.selector.register(conn.fileno(), selectors.EVENT_READ, ("conn", None))
         self.warm_modules: set[str] = set()
+        # Processes the setup started (a notebook's cells may): never strays.
+        self.own: set[int] = set()
 
     # -- setup ---------------------------------------------------------------------
     def setup(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +168,7 @@ class Worker:
                     "error": f"setup cell {index + 1} failed: {type(err).__name__}: {err}",
                     "traceback": traceback.format_exc(),
                 }
+        self.own = children()
         return {"error": None}
 
     def _warm(self, module: str) -> None:
@@ -235,6 +246,27 @@ class Worker:
             child.cancelled = True
             self.kill(child)
 
+    def kill_strays(self) -> None:
+        """Kill every process a candidate left behind; call when no candidate runs.
+
+        Orphans come back to the worker (a subreaper); killing one hands its own
+        children to us in turn, so repeat until none is left.
+        """
+        for _ in range(1000):
+            strays = children() - self.own - set(self.children)
+            if not strays:
+                return
+            for pid in strays:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for pid in strays:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
     def _close(self, fd: int, child: _Child) -> None:
         self.selector.unregister(fd)
         os.close(fd)
@@ -279,6 +311,8 @@ class Worker:
                     self._close(fd, child)
                     break
         del self.children[child.pid]
+        if not self.children:
+            self.kill_strays()  # before the report: the run has ended when the engine hears of it
         self.conn.send(("done", _report(child)))
 
     def loop(self) -> None:
@@ -311,6 +345,15 @@ class Worker:
                 if child.status is not None:
                     self._finish(child)
 
+    def end(self) -> None:
+        """Leave no process behind: running candidates, then everything they started."""
+        self.cancel_all()
+        for child in self.children.values():
+            self._reap(child, block=True)
+        self.children.clear()
+        self.own = set()  # what the setup started ends with the worker too
+        self.kill_strays()
+
     def _handle(self, message: tuple[str, Any]) -> bool:
         kind, payload = message
         if kind == "setup":
@@ -325,9 +368,43 @@ class Worker:
         elif kind == "cancel":
             self.cancel_all()
         elif kind == "exit":
-            self.cancel_all()
+            self.end()
             return False
         return True
+
+
+def children() -> set[int]:
+    """The worker's child processes (of every thread)."""
+    found: set[int] = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+        return found
+    except OSError:
+        pass  # a kernel without the children files, or no /proc: scan every process's parent
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found  # no /proc (not Linux): nothing was adopted either
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == me:
+                        found.add(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _prctl(option: int, value: int) -> bool:
+    """``prctl(2)`` where libc has it (Linux); False elsewhere or on failure."""
+    try:
+        return bool(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0)
+    except (AttributeError, OSError):
+        return False
 
 
 def _report(child: _Child) -> dict[str, Any]:
@@ -436,6 +513,10 @@ def _off_limits_hook(
 def _child(worker: Worker, request: dict[str, Any], out_w: int, err_w: int, result_w: int) -> None:  # pragma: no cover
     code = 0
     try:
+        # Die with the worker, so a worker that ends takes its running candidates along.
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != worker.pid:
+            os._exit(1)  # it ended before we asked
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         # Nothing of the worker's may reach the candidate: its protocol socket, its
@@ -528,11 +609,12 @@ def main() -> None:
     sys.path[0] = os.getcwd()
     os.environ.setdefault("MPLBACKEND", "Agg")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the engine, which cancels us
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # what candidates leave behind comes back to us
     worker = Worker(Connection(int(sys.argv[1])))
     try:
         worker.loop()
     except (EOFError, OSError):
-        worker.cancel_all()  # the engine went away: leave no children behind
+        worker.end()  # the engine went away: leave no process behind
 
 
 if __name__ == "__main__":

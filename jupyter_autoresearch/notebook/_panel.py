@@ -19,6 +19,7 @@ from ..engine._events import (
     Decision,
     EvaluationStarted,
     Event,
+    Notice,
     ProposalFailed,
     ProposalReady,
     ProposalStarted,
@@ -250,6 +251,8 @@ class Panel:
                 f"Segment {event.segment}: constraints now {', '.join(event.constraints) or 'none'}"
             )
             self._runs_throttle.poke()
+        elif isinstance(event, Notice):
+            self.message.value = notice_html(f"Warning: {event.text}")
         elif isinstance(event, StateChanged):
             self.state = event.state
             self.pause_button.description = "Resume" if event.state == "paused" else "Pause"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from ._errors import OptionsError
 
-__all__ = ["EvaluationSettings", "ModelSettings"]
+__all__ = ["SANDBOX_MODES", "EvaluationSettings", "ModelSettings", "SandboxMode"]
+
+#: ``auto``: confine candidates where bubblewrap works, and say once where it does not;
+#: ``on``: refuse to run them unconfined; ``off``: never confine them.
+SandboxMode = Literal["auto", "on", "off"]
+SANDBOX_MODES: tuple[SandboxMode, ...] = get_args(SandboxMode)
 
 
 @dataclass(frozen=True)
@@ -20,17 +26,23 @@ class EvaluationSettings:
             (None: no limit).
         output_cap: bytes of each output stream kept (the tail); METRIC lines are
             always kept.
+        sandbox: whether the worker runs in the bubblewrap sandbox (``auto``, ``on``, ``off``).
+        network: let a confined worker use the network (only a private loopback otherwise).
     """
 
     timeout: float = 600.0
     memory_mb: int | None = 4096
     output_cap: int = 65536
+    sandbox: SandboxMode = "auto"
+    network: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise OptionsError(f"--timeout {self.timeout:g} must be positive")
         if self.memory_mb is not None and self.memory_mb <= 0:
             raise OptionsError(f"--memory-limit {self.memory_mb} must be positive (or None for no limit)")
+        if self.sandbox not in SANDBOX_MODES:
+            raise OptionsError(f"--sandbox {self.sandbox} is not understood; choose auto, on or off")
 
 
 @dataclass(frozen=True)
