@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn
 
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
-from ..protocol._settings import EvaluationSettings, ModelSettings
+from ..protocol._settings import SANDBOX_MODES, EvaluationSettings, ModelSettings
 from ..protocol._task import Direction, Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = [
@@ -279,6 +279,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS"),
     Option("memory_limit", "MiB of memory a candidate may add (0: no limit)", _EVALUATION, kind="int", default=4096,
            parse=_megabytes, metavar="MB", field="memory_mb"),
+    Option("sandbox", "confine candidates with bubblewrap: 'auto' where it works here, 'on' or refuse to start, "
+           "'off'", _EVALUATION, kind="choice", default="auto", choices=SANDBOX_MODES),
+    Option("network", "let confined candidates use the network (otherwise only a private loopback)", _EVALUATION,
+           kind="flag", default=False, parse=_flag),
     Option("setup_cells", "the state candidates start from: 'above' (the cells above the benchmark; in a kernel, "
            "the variables the cell reads), 'none', or the In [N] numbers of cells to run once in the worker, "
            "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST", into="output"),
