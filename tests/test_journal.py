@@ -165,3 +165,50 @@ def test_a_long_partial_fragment_is_cut_whole(tmp_path: Path) -> None:
     journal.append_run(record(2, 2.0))
     journal.close()
     assert [r.run for r in read_log(tmp_path / "s").runs] == [1, 2]
+
+
+def _written(path: Path) -> Path:
+    path.write_text("{}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "word", "aside"),
+    [
+        (
+            lambda log: log.with_name("other").write_text("{}\n") and log.with_name("other").replace(log),
+            "replaced",
+            True,
+        ),
+        (lambda log: log.open("a").write("garbage\n"), "appended to", True),
+        (lambda log: log.open("r+").truncate(10), "truncated", True),
+        (lambda log: log.unlink(), "deleted", False),
+        (lambda log: log.parent.rename(log.parent.with_name("gone")), "deleted", False),  # the whole folder
+    ],
+)
+def test_a_log_damaged_behind_the_journals_back_is_written_again(
+    tmp_path: Path, damage: object, word: str, aside: bool
+) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "log.jsonl").write_text(json.dumps(record(1, 1.0).to_json()) + "\n")  # there before it opened
+    warnings: list[str] = []
+    journal = Journal(folder, on_warning=warnings.append)
+    journal.append_run(record(2, 2.0))
+    damage(folder / "log.jsonl")  # type: ignore[operator]
+    journal.append_run(record(3, 3.0))
+    journal.close()
+    assert [r.run for r in read_log(folder).runs] == [1, 2, 3]
+    assert len(warnings) == 1 and f"was {word} behind the journal's back" in warnings[0]
+    assert "written again whole (2 lines)" in warnings[0]  # all it held then
+    assert [p.name for p in folder.glob("log.jsonl.damaged-*")] == (["log.jsonl.damaged-1"] if aside else [])
+    Journal(folder).close()  # the lock moved to the new file: it opens again
+
+
+def test_a_log_damaged_after_the_last_append_is_repaired_on_close(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    journal = Journal(tmp_path / "s", on_warning=warnings.append)
+    journal.append_run(record(1, 1.0))
+    (tmp_path / "s" / "log.jsonl").write_text("")
+    journal.close()
+    assert [r.run for r in read_log(tmp_path / "s").runs] == [1] and len(warnings) == 1

@@ -201,6 +201,19 @@ def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
     assert [row.children[0].value for row in panel.rows.children] == ["cost"]
 
 
+def test_a_repaired_log_is_a_warning_in_the_panel(tmp_path: Path) -> None:
+    from jupyter_autoresearch.notebook._panel import Panel
+
+    # Unconfined, so the candidate can reach the log; the journal writes it again.
+    wipe = "import os\nos.system('rm .autoresearch/bench/log.jsonl')\n" + metric_cell(2)
+    rec = write_recording(tmp_path / "rec.jsonl", [("wipe", wipe)])
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}", sandbox="off")
+    panel = Panel(session)
+    session.run()
+    assert "Warning: the session log" in panel.message.value and "was deleted" in panel.message.value
+    assert session.warnings and [r.run for r in ar.load_session(session.folder).runs] == [1, 2]
+
+
 def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_path: Path) -> None:
     from jupyter_autoresearch.notebook._panel import Panel
 
