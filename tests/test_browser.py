@@ -226,24 +226,21 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
             "a run refused by the new constraint",
         )
 
-        def all_marked() -> list[dict[str, Any]]:
-            # Marks arrive one message each: wait until every refused cell (cost > 1) carries one.
+        def settled() -> list[dict[str, Any]]:
+            # Cells arrive and are marked one message each, so wait for the end state: every
+            # inserted cell the new rule refuses (cost > 1) is marked, and a variant kept after
+            # all of them (under the new rule) has arrived. A cell with cost > 1 kept under the
+            # new rule would never be marked, and this wait would fail.
             cells = inserted()
-            marked = [c for c in cells if c["meta"].get("infeasible")]
             refused = [c for c in cells if c["meta"]["metrics"]["cost"] > 1]
-            return marked if marked and len(marked) == len(refused) else []
+            marked = [c for c in cells if c["meta"].get("infeasible")]
+            if not refused or [c["meta"]["run"] for c in marked] != [c["meta"]["run"] for c in refused]:
+                return []
+            last_refused = max(c["meta"]["run"] for c in refused)
+            return marked if any(c["meta"]["run"] > last_refused for c in cells) else []
 
-        marked = _wait(all_marked, 30, "inserted cells marked", page)
+        marked = _wait(settled, 90, "refused cells marked and a variant kept under the new constraint", page)
         assert all(c["source"].startswith("# autoresearch: INFEASIBLE:") for c in marked)
-        assert all(c["meta"]["metrics"]["cost"] > 1 for c in marked)
-        last_marked = max(c["meta"]["run"] for c in marked)
-        _wait(
-            lambda: any(c["meta"]["run"] > last_marked + 1 for c in inserted()),
-            60,
-            "a variant kept under the new constraint",
-            page,
-        )
-        assert all(c["meta"]["metrics"]["cost"] <= 1 for c in inserted() if c["meta"]["run"] > last_marked + 1)
 
         # Stop stops the loop.
         panel.locator("button", has_text="Stop").click()
