@@ -13,6 +13,7 @@ from conftest import EXAMPLES
 
 from jupyter_autoresearch import load_session
 from jupyter_autoresearch.cli import main
+from jupyter_autoresearch.engine._decide import mad
 from jupyter_autoresearch.journal._journal import read_log
 
 
@@ -102,14 +103,23 @@ def test_speedup_example_shows_why_repeats_and_a_threshold_matter(
     assert code == 0
     session = load_session(folder / ".autoresearch" / "rolling_spend")
     statuses = [r.status for r in session.runs]
-    assert statuses == ["keep", "keep", "infeasible", "discard", "keep"]
     assert all(len(r.repeats) == 5 for r in session.runs)
     baseline, vectorised, wrong, micro, cumsum = session.runs
+    # Rewrites 4x and 10x faster are kept whatever the machine's load; the wrong one is refused
+    # by its constraint.
+    assert statuses[:3] == ["keep", "keep", "infeasible"] and statuses[4] == "keep"
     assert wrong.metrics["max_abs_error"] > 1e-9
     assert cumsum.metric < vectorised.metric / 3 < baseline.metric / 10
-    assert micro.error and micro.error.endswith(
-        ("below --min-improvement 5%", "not better", f"within noise (±{micro.error.split('±')[-1]}")
-    )
+    # The cosmetic change (run 4) is a few percent at most: on a quiet machine it is discarded as
+    # below the 5% threshold or within noise; a loaded, noisy machine can measure more. Either
+    # way its status is what the rule says of the numbers it logged.
+    gain = vectorised.metric - micro.metric
+    needed = max(0.05 * vectorised.metric, mad(micro.repeats) + mad(vectorised.repeats))
+    assert micro.status == ("keep" if gain > needed else "discard")
+    if micro.status == "discard":
+        assert micro.error and micro.error.endswith(
+            ("below --min-improvement 5%", "not better", f"within noise (±{micro.error.split('±')[-1]}")
+        )
 
 
 @pytest.mark.parametrize("recording", ["marketing_budget.session.jsonl", "speedup/rolling_spend.session.jsonl"])
