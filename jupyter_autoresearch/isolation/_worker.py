@@ -236,9 +236,12 @@ class Worker:
     def kill(self, child: _Child) -> None:
         try:
             os.killpg(child.pid, signal.SIGKILL)  # the child leads its own process group
-        except ProcessLookupError:
+            return
+        except (ProcessLookupError, PermissionError):
             pass
-        except PermissionError:
+        # No group yet: a child killed right after the fork has not called setpgid. Only
+        # while it is unreaped, so its pid cannot belong to another process.
+        if child.status is None:
             os.kill(child.pid, signal.SIGKILL)
 
     def cancel_all(self) -> None:
