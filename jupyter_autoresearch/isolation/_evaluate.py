@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from ..protocol._checks import Check
 from ..protocol._errors import EvaluationError
 from ..protocol._metrics import parse_metrics
 from ..protocol._redact import is_secret_name
@@ -129,6 +130,18 @@ class Evaluator(ABC):
     @abstractmethod
     def protect(self, patterns: Sequence[str]) -> None:
         """Replace the off-limits patterns (relative globs) from the next evaluation on."""
+
+    def check(self, code: str, check: Check) -> Outcome:
+        """Run a correctness check of the candidate ``code`` where candidates run.
+
+        A check command runs in the target's folder with the candidate's code in the file
+        ``$AUTORESEARCH_CANDIDATE``; a check cell runs in the namespace the candidate
+        leaves. The outcome is ``ok`` when the check passed.
+
+        Raises:
+            EvaluationError: this evaluator cannot run checks.
+        """
+        raise EvaluationError.cannot_check(type(self).__name__)
 
     def cancel(self) -> None:  # noqa: B027 - optional: an evaluator may have nothing to cancel
         """Kill the candidates that are running now (called from another thread)."""
@@ -448,6 +461,17 @@ class ForkEvaluator(Evaluator):
             raise EvaluationError(f"{reply['error']}; fix that cell, or leave it out with --setup-cells")
 
     def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
+        return self._run([{"code": code, "timeout": self.settings.timeout} for code in codes])
+
+    def check(self, code: str, check: Check) -> Outcome:
+        # A check cell runs after the candidate runs again: the candidate's time comes first.
+        timeout = check.timeout + (self.settings.timeout if check.kind == "cell" else 0.0)
+        request = {"kind": check.kind, "source": check.source, "timeout": check.timeout}
+        return self._run([{"code": code, "timeout": timeout, "check": request}])[0]
+
+    def _run(self, items: Sequence[dict[str, Any]]) -> list[Outcome]:
+        """Send one request per item (its ``code``, ``timeout`` and for a check ``check``)
+        and wait for all of them; a worker that ended is replaced."""
         if self._broken is not None:
             raise self._broken
         if self._conn is None or self._proc is None:
@@ -459,13 +483,12 @@ class ForkEvaluator(Evaluator):
         if self._guard:
             self._guard.snapshot()
         ids = []
-        for code in codes:
+        for item in items:
             self._ids += 1
             ids.append(self._ids)
             request = {
+                **item,
                 "id": self._ids,
-                "code": code,
-                "timeout": self.settings.timeout,
                 "memory_mb": self.settings.memory_mb,
                 "output_cap": self.settings.output_cap,
             }

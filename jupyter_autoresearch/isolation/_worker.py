@@ -35,8 +35,10 @@ import re
 import resource
 import select
 import selectors
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -200,6 +202,11 @@ class Worker:
 
     # -- running candidates --------------------------------------------------------
     def start(self, request: dict[str, Any]) -> None:
+        check = request.get("check")
+        if check is not None and check.get("kind") == "command":
+            # Named here, so the worker removes it even when the check is killed.
+            name = f"autoresearch-candidate-{self.pid}-{request['id']}.py"
+            request["candidate_file"] = os.path.join(tempfile.gettempdir(), name)
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, result
         sys.stdout.flush()
         sys.stderr.flush()
@@ -316,6 +323,11 @@ class Worker:
         del self.children[child.pid]
         if not self.children:
             self.kill_strays()  # before the report: the run has ended when the engine hears of it
+        if child.request.get("candidate_file"):
+            try:
+                os.unlink(child.request["candidate_file"])
+            except OSError:
+                pass
         self.conn.send(("done", _report(child)))
 
     def loop(self) -> None:
@@ -425,9 +437,14 @@ def _report(child: _Child) -> dict[str, Any]:
         kind, error = "cancelled", "stopped by the user"
     elif child.timed_out:
         kind = "timeout"
-        error = f"timed out after {child.request.get('timeout')}s (raise --timeout to allow longer)"
+        option = "--check-timeout" if child.request.get("check") else "--timeout"
+        error = f"timed out after {child.request.get('timeout')}s (raise {option} to allow longer)"
     elif result.get("kind") in ("ok", "crash"):
         kind, error = result["kind"], _text(result.get("error")) or None
+    elif child.request.get("check") and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+        # A check cell's own timer (see _check_cell) ended it.
+        kind = "timeout"
+        error = f"timed out after {child.request['check'].get('timeout')}s (raise --check-timeout to allow longer)"
     elif os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         kind = "crash"
@@ -555,6 +572,11 @@ def _child(worker: Worker, request: dict[str, Any], out_w: int, err_w: int, resu
 
 
 def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
+    check = request.get("check")
+    if check is not None:
+        if check.get("kind") == "command":
+            return _check_command(worker, request, str(check["source"]))
+        return _check_cell(worker, request, str(check["source"]), float(check["timeout"]))
     touched: list[str] = []
     written: list[str] = []
     sys.addaudithook(_off_limits_hook(worker.root, worker.off_limits, touched, written))
@@ -584,6 +606,71 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
         # Full names: lazily imported submodules (pandas.io.parsers...) are warmed too.
         "imported": sorted(set(sys.modules) - before),
     }
+
+
+def _check_command(worker: Worker, request: dict[str, Any], command: str) -> dict[str, Any]:  # pragma: no cover
+    """A check command, run by bash in the target's folder, in this child's process group
+    (killed whole on timeout), with the candidate's code in ``$AUTORESEARCH_CANDIDATE``."""
+    import subprocess
+
+    path = request["candidate_file"]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(request["code"])
+    env = dict(os.environ, AUTORESEARCH_CANDIDATE=path)
+    shell = shutil.which("bash") or "/bin/sh"
+    code = subprocess.run([shell, "-c", command], cwd=worker.root, env=env, stdin=subprocess.DEVNULL).returncode
+    if code == 0:
+        return {"kind": "ok", "error": None}
+    if code < 0:
+        return {"kind": "crash", "error": f"killed by signal {signal.Signals(-code).name}"}
+    return {"kind": "crash", "error": f"exited with status {code}"}
+
+
+def _check_cell(
+    worker: Worker, request: dict[str, Any], source: str, timeout: float
+) -> dict[str, Any]:  # pragma: no cover
+    """A check cell: the candidate runs again (its output not kept), then the cell in the
+    namespace it left, with ``timeout`` seconds of its own (a timer that ends this child)."""
+    touched: list[str] = []
+    written: list[str] = []
+    sys.addaudithook(_off_limits_hook(worker.root, worker.off_limits, touched, written))
+    namespace = dict(worker.namespace)
+    saved = os.dup(1), os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    failed: str | None = None
+    try:
+        exec(compile(request["code"], "<candidate>", "exec"), namespace)
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            failed = f"SystemExit: {exit_.code}"
+    except BaseException as err:
+        failed = f"{type(err).__name__}: {err}".strip()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    if failed is not None:
+        error = f"the candidate failed when run again before the check cell ({failed})"
+        return {"kind": "crash", "error": error, "touched": touched}
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    kind, error = "ok", ""
+    try:
+        exec(compile(source, "<check cell>", "exec"), namespace)
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            kind, error = "crash", f"SystemExit: {exit_.code}"
+    except BaseException as err:
+        tb = err.__traceback__.tb_next if err.__traceback__ else None
+        traceback.print_exception(type(err), err, tb)
+        kind, error = "crash", f"{type(err).__name__}: {err}".strip()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return {"kind": kind, "error": error or None, "touched": touched}
 
 
 def _figures() -> list[bytes]:  # pragma: no cover - runs in the forked child

@@ -185,6 +185,14 @@ class EvaluationError(AutoresearchError):
         super().__init__(message)
         self.run = run
 
+    @classmethod
+    def cannot_check(cls, evaluator: str) -> EvaluationError:
+        """An evaluator without :meth:`Evaluator.check` was given correctness checks."""
+        return cls(
+            f"{evaluator} cannot run correctness checks (--check, --check-cell): implement its check(), "
+            "or leave the checks out"
+        )
+
 
 class BaselineError(EvaluationError):
     """Raised when the unchanged cell crashes or prints no primary metric.
