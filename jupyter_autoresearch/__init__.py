@@ -12,6 +12,7 @@ runs headless with ``jupyter-autoresearch run``. The Python API::
 
 from .engine._events import (
     BaselineDone,
+    CheckStarted,
     ConstraintsChanged,
     Decision,
     EvaluationDone,
@@ -32,6 +33,7 @@ from .engine._session import Session
 from .isolation._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
 from .proposers._propose import Proposal, ProposalContext, Proposer
 from .proposers._replay import ReplayProposer
+from .protocol._checks import Check
 from .protocol._constraints import Constraint, parse_constraint
 from .protocol._errors import (
     AutoresearchError,
@@ -57,6 +59,8 @@ __all__ = [
     "AutoresearchError",
     "BaselineDone",
     "BaselineError",
+    "Check",
+    "CheckStarted",
     "Constraint",
     "ConstraintError",
     "ConstraintsChanged",

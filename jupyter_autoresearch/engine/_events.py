@@ -10,6 +10,7 @@ from ..protocol._task import TaskSpec
 
 __all__ = [
     "BaselineDone",
+    "CheckStarted",
     "ConstraintsChanged",
     "Decision",
     "EvaluationDone",
@@ -106,6 +107,14 @@ class EvaluationDone(Event):
     kind: str
     metrics: Mapping[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckStarted(Event):
+    """A correctness check of a run that would be kept began; ``label`` names it."""
+
+    run: int
+    label: str
 
 
 @dataclass(frozen=True)

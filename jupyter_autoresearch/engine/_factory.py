@@ -13,16 +13,17 @@ from ..isolation._evaluate import Evaluator, ForkEvaluator, WorkerSetup, importe
 from ..journal._journal import read_log, session_folder
 from ..proposers._propose import Proposer
 from ..proposers._replay import ReplayProposer
+from ..protocol._checks import Check
 from ..protocol._constraints import parse_constraints
 from ..protocol._errors import OptionsError, ProposalError
 from ..protocol._metrics import is_metric_name
-from ..protocol._settings import ModelSettings
+from ..protocol._settings import CheckSettings, ModelSettings
 from ..protocol._task import Limits, TaskSpec
 from ._options import RunConfig, SetupCells, api_layer, magic_layer, options_doc
 from ._session import Session
-from ._target import Target, load_target
+from ._target import Target, check_cell_code, load_target
 
-__all__ = ["config_for", "create_session", "load_session", "make_proposer", "session_from_config"]
+__all__ = ["checks_for", "config_for", "create_session", "load_session", "make_proposer", "session_from_config"]
 
 
 def make_proposer(settings: ModelSettings, *, folder: Path | None = None) -> Proposer:
@@ -124,6 +125,19 @@ def setup_code(target: Target, choice: SetupCells) -> tuple[str, ...]:
     return tuple(plain_python(cells[n].source) for n in choice)
 
 
+def checks_for(target: Target, settings: CheckSettings) -> tuple[Check, ...]:
+    """The correctness checks of ``settings``: the commands, then the check cell.
+
+    Raises:
+        TargetError: the check cell cannot be used (see :func:`check_cell_code`).
+    """
+    checks = [Check.command(command, timeout=settings.timeout) for command in settings.commands]
+    if settings.cell is not None:
+        code = check_cell_code(target, settings.cell)
+        checks.append(Check.cell(code, settings.cell, timeout=settings.timeout))
+    return tuple(checks)
+
+
 def config_for(target: Target, *layers: Mapping[str, Any]) -> RunConfig:
     """The table's defaults, then the target's ``%%autoresearch`` line, then ``layers``."""
     return RunConfig.resolve(magic_layer(target.magic_line) if target.magic_line else {}, *layers)
@@ -146,7 +160,11 @@ def session_from_config(
     folder = session_folder(target.path, name)
     off_limits_given = "off_limits" in config.given
     task = config.task if off_limits_given else replace(config.task, off_limits=data_files(target))
+    checks = checks_for(target, config.checks)
     proposer = proposer or make_proposer(config.model, folder=target.folder)
+    # A check cell runs after a candidate, never as a setup cell.
+    cell_checks = {check.source for check in checks if check.kind == "cell"}
+    target = replace(target, setup_code=tuple(c for c in target.setup_code if c not in cell_checks))
     code = setup_code(target, config.output.setup_cells) if namespace is None else ()
     preimport = tuple(dict.fromkeys(m for c in (*code, target.code) for m in imported_modules(c)))
     setup = WorkerSetup(
@@ -170,6 +188,7 @@ def session_from_config(
         constraints_given="constraint" in config.given,
         off_limits_given=off_limits_given,
         target=replace(target, setup_code=target.setup_code or code),
+        checks=checks,
     )
 
 

@@ -1,9 +1,10 @@
 """The loop of one :meth:`Session.run`: start, then iterate until a stop rule fires.
 
 Each iteration asks the proposer (``parallel`` requests at once), evaluates the
-candidates together, judges each against the segment's best, and records it. A model
-request that fails costs its iteration and is logged; only a fatal one (a refused key,
-an unknown model) or ``--max-model-failures`` of them in a row end the session.
+candidates together, judges each against the segment's best (a run it would keep must
+pass the correctness checks too), and records it. A model request that fails costs its
+iteration and is logged; only a fatal one (a refused key, an unknown model) or
+``--max-model-failures`` of them in a row end the session.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..isolation._evaluate import Outcome
+from ..isolation._evaluate import Evaluator, Outcome
 from ..journal._document import task_document
 from ..journal._journal import Journal
 from ..proposers._propose import Proposal, ProposalContext
 from ..protocol._answer import syntax_problem
-from ..protocol._errors import ProposalError
+from ..protocol._checks import Check
+from ..protocol._errors import EvaluationError, ProposalError
 from ..protocol._records import RunRecord
+from ._checks import run_checks
 from ._decide import Verdict, judge, stop_rule
 from ._events import (
+    CheckStarted,
     Decision,
     EvaluationDone,
     EvaluationStarted,
@@ -90,6 +94,8 @@ class Loop:
         s._emit(SessionStarted(s.name, s.task, self.proposer.model, bool(s._runs), len(s._runs)))
         self.proposer.prepare()  # slow imports in the background, while the worker starts
         assert s.setup is not None
+        if s.checks and type(self.evaluator).check is Evaluator.check:
+            raise EvaluationError.cannot_check(type(self.evaluator).__name__)  # before any run
         self.evaluator.start(s.setup)
         self.proposer.check()  # before the baseline: a misconfigured model costs nothing
         if s._runs:
@@ -187,7 +193,7 @@ class Loop:
         if outcomes is None:
             verdict = Verdict("invalid", None, {}, (), proposal.problem or "the answer has no code")
         else:
-            verdict = judge(s.task, outcomes, s.best_run, s.limits.min_improvement)
+            verdict = self.checked(run, proposal.code, judge(s.task, outcomes, s.best_run, s.limits.min_improvement))
         record = self.recorder.run(
             run,
             s.segment,
@@ -199,6 +205,16 @@ class Loop:
             proposal=proposal,
         )
         s._emit(Decision(s.name, record, s.best_run))
+
+    def checked(self, run: int, code: str, verdict: Verdict) -> Verdict:
+        """The verdict once the correctness checks ran, if the run would be kept."""
+        s = self.session
+
+        def started(check: Check) -> None:
+            self.check_stop()
+            s._emit(CheckStarted(s.name, run, check.label))
+
+        return run_checks(self.evaluator, s.checks, code, verdict, started=started, after_each=self.check_stop)
 
     # -- helpers ---------------------------------------------------------------------------
     def context(self) -> ProposalContext:
@@ -214,6 +230,7 @@ class Loop:
             ideas=tuple(self.journal.read_ideas()),
             notes=notes,
             document=task_document(s.task, s.runs, name=s.name, best=parent),
+            checks=s.checks,
         )
 
     def parent(self) -> RunRecord:

@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn
 
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
-from ..protocol._settings import SANDBOX_MODES, EvaluationSettings, ModelSettings
+from ..protocol._settings import SANDBOX_MODES, CheckSettings, EvaluationSettings, ModelSettings
 from ..protocol._task import Direction, Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = [
@@ -158,6 +158,13 @@ def _items(value: object) -> tuple[str, ...]:
     raise _Invalid("is not text or a list of texts")
 
 
+def _commands(value: object) -> tuple[str, ...]:
+    commands = _items(value)
+    if any(not command.strip() for command in commands):
+        raise _Invalid("is empty; write the command that checks a run, e.g. 'pytest -q'")
+    return commands
+
+
 def _constraints(value: object) -> tuple[Constraint, ...]:
     return parse_constraints(_items(value))  # a ConstraintError says what is wrong
 
@@ -194,7 +201,7 @@ class Option:
         keyword: its name in ``create_session`` when that differs from ``name``.
         shown_default: how the default reads in help, when it is not a plain value.
         into: the :class:`RunConfig` part its value goes to (``task``, ``limits``,
-            ``evaluation``, ``model``, ``output``); by default its group's.
+            ``evaluation``, ``checks``, ``model``, ``output``); by default its group's.
         field: the field of that part, when it differs from ``name``.
     """
 
@@ -243,8 +250,16 @@ _OBJECTIVE = "objective"
 _MODEL = "model"
 _STOP = "stop rules and decisions"
 _EVALUATION = "evaluation"
+_CHECKS = "correctness checks"
 _OUTPUT = "session and output"
-_PARTS = {_OBJECTIVE: "task", _MODEL: "model", _STOP: "limits", _EVALUATION: "evaluation", _OUTPUT: "output"}
+_PARTS = {
+    _OBJECTIVE: "task",
+    _MODEL: "model",
+    _STOP: "limits",
+    _EVALUATION: "evaluation",
+    _CHECKS: "checks",
+    _OUTPUT: "output",
+}
 
 #: The options of a run, in the order they are listed.
 OPTIONS: tuple[Option, ...] = (
@@ -286,6 +301,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("setup_cells", "the state candidates start from: 'above' (the cells above the benchmark; in a kernel, "
            "the variables the cell reads), 'none', or the In [N] numbers of cells to run once in the worker, "
            "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST", into="output"),
+    Option("check", "a shell command that must exit 0 after a run that would be kept, or the run is "
+           "checks_failed; it runs in the candidate's sandbox and folder, with the candidate's code in the file "
+           "$AUTORESEARCH_CANDIDATE (repeatable)", _CHECKS, kind="list", default=(), parse=_commands, metavar="CMD",
+           keyword="checks", field="commands"),
+    Option("check_cell", "a code cell of the notebook (the N-th, as --cell counts) that must run without raising "
+           "in the namespace a run that would be kept leaves, or the run is checks_failed", _CHECKS, kind="int",
+           parse=_at_least_one, metavar="N", field="cell"),
+    Option("check_timeout", "seconds each check may take (a timeout fails it)", _CHECKS, kind="float", default=300,
+           parse=_positive, metavar="SECONDS", field="timeout"),
     Option("session", "the session to create or resume (same name: it resumes)", _OUTPUT, metavar="NAME",
            keyword="name", shown_default="the file's or notebook's name"),
     Option("insert", "which accepted variants come back as notebook cells", _OUTPUT, kind="choice",
@@ -329,6 +353,7 @@ class RunConfig:
         task: the objective (metric, direction, constraints, off-limits, prose).
         limits: stop rules and decision thresholds.
         evaluation: how candidates run.
+        checks: the correctness checks of a run that would be kept.
         model: which model proposes (``model`` None until resolved from the environment).
         output: session name, inserted cells, setup cells, CLI output.
         given: the options some layer set explicitly (above the table's defaults).
@@ -337,6 +362,7 @@ class RunConfig:
     task: TaskSpec = field(default_factory=TaskSpec)
     limits: Limits = field(default_factory=Limits)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    checks: CheckSettings = field(default_factory=CheckSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     given: frozenset[str] = frozenset()
@@ -370,6 +396,7 @@ class RunConfig:
             task=TaskSpec(metric=metric, direction=direction, **parts["task"]),
             limits=Limits(**parts["limits"]),
             evaluation=EvaluationSettings(**parts["evaluation"]),
+            checks=CheckSettings(**parts["checks"]),
             model=ModelSettings(**parts["model"]),
             output=OutputSettings(**parts["output"]),
             given=frozenset(given),

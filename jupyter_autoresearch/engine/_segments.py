@@ -44,7 +44,11 @@ def baseline(loop: Loop) -> None:
         if unknown:
             raise ConstraintError.unknown_metrics(str(constraint), unknown, metrics, by_baseline=True)
     loop.recorder.config(0)
-    verdict = judge(session.task, outcomes, None)
+    verdict = loop.checked(1, session.code, judge(session.task, outcomes, None))
+    if verdict.status == "checks_failed":
+        # As pi-autoresearch logs it; the first run that passes the checks is kept.
+        first = (verdict.error or "").splitlines()[0]
+        session._warn(f"the baseline fails its correctness checks, so no run is best until one passes: {first}")
     record = loop.recorder.run(
         1,
         0,
@@ -128,7 +132,7 @@ def new_segment(loop: Loop, constraints: Sequence[Constraint]) -> None:
     record = loop.recorder.run(
         run,
         segment,
-        judge(session.task, outcomes, None),
+        loop.checked(run, parent.code, judge(session.task, outcomes, None)),
         outcomes,
         code=parent.code,
         parent=parent.run,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..isolation._evaluate import Evaluator, WorkerSetup
 from ..journal._journal import Journal, SessionLog
 from ..proposers._propose import Proposer
+from ..protocol._checks import Check
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError, SessionError
 from ..protocol._records import RunRecord, SegmentConfig
@@ -57,6 +58,7 @@ class Session:
         off_limits_given: bool = True,
         history: SessionLog | None = None,
         target: Target | None = None,
+        checks: Sequence[Check] = (),
     ) -> None:
         self.name = name
         self.target = target
@@ -69,6 +71,8 @@ class Session:
         self.setup = setup
         self.constraints_given = constraints_given
         self.off_limits_given = off_limits_given
+        #: Correctness checks a run that would be kept must pass (``--check``, ``--check-cell``).
+        self.checks = tuple(checks)
         self.state = "idle" if proposer is not None else "stopped"
         self.warnings: tuple[str, ...] = history.warnings if history else ()
         self.stop_reason: str | None = None

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..protocol._errors import TargetError
 
-__all__ = ["MAGIC", "Target", "load_target", "load_targets", "split_magic"]
+__all__ = ["MAGIC", "Target", "check_cell_code", "load_target", "load_targets", "split_magic"]
 
 MAGIC = "%%autoresearch"
 # Line magics and shell escapes cannot run in the plain-Python worker.
@@ -148,3 +148,35 @@ def _notebook_target(file: Path, notebook: Any, index: int) -> Target:
         cell_index=index,
         cell_id=benchmark.get("id"),
     )
+
+
+def check_cell_code(target: Target, number: int) -> str:
+    """The code of the notebook's ``number``-th code cell (counted as ``--cell`` counts
+    them), to run as a correctness check; IPython-only lines are left out.
+
+    Raises:
+        TargetError: the target is a script, the notebook cannot be found or read, the
+            number is out of range, or the cell is a benchmark, empty or does not compile.
+    """
+    flag = f"--check-cell {number}"
+    if not target.is_notebook:
+        raise TargetError(f"{flag}: {target.path.name} is a script, which has no cells; use --check CMD instead")
+    if not target.path.is_file():
+        raise TargetError(
+            f"{flag}: the notebook {target.path} was not found (a check cell is read from the saved notebook); "
+            "save it, or use --check CMD instead"
+        )
+    code_cells = [c for c in _read_notebook(target.path).cells if c.cell_type == "code"]
+    if not 1 <= number <= len(code_cells):
+        raise TargetError(f"{flag} is out of range: {target.path.name} has {len(code_cells)} code cells")
+    source = code_cells[number - 1].source
+    if split_magic(source):
+        raise TargetError(f"{flag} is a {MAGIC} cell; give the number of the cell that checks a run")
+    code = plain_python(source)
+    if not code.strip():
+        raise TargetError(f"{flag} is empty; write the code that checks a run (assert ...) in that cell")
+    try:
+        compile(code, f"<check cell {number}>", "exec")
+    except SyntaxError as err:
+        raise TargetError(f"{flag} does not compile (line {err.lineno}: {err.msg})") from None
+    return code

@@ -151,7 +151,7 @@ class AutoresearchMagics(Magics):
         stem = self._notebook_stem()
         cell_id = current_cell_id()
         target = Target(
-            path=Path.cwd() / f"{stem}.ipynb", code=cell, setup_code=setup_code, magic_line=line, cell_id=cell_id
+            path=self._notebook_path(stem), code=cell, setup_code=setup_code, magic_line=line, cell_id=cell_id
         )
         name = options.session or stem
         if self._running(name) is not None:
@@ -207,6 +207,16 @@ class AutoresearchMagics(Magics):
         name = os.environ.get("JPY_SESSION_NAME") or self._ip.user_ns.get("__session__") or ""
         stem = Path(str(name)).stem if str(name).endswith(".ipynb") else ""
         return stem or "notebook"
+
+    def _notebook_path(self, stem: str) -> Path:
+        """The notebook's file (where ``--check-cell`` reads its cell), as jupyter_server names
+        it to the kernel; otherwise ``STEM.ipynb`` in the working directory."""
+        name = str(os.environ.get("JPY_SESSION_NAME") or self._ip.user_ns.get("__session__") or "")
+        if name.endswith(".ipynb"):
+            for path in (Path(name), Path.cwd() / Path(name).name):
+                if path.is_absolute() and path.is_file():
+                    return path
+        return Path.cwd() / f"{stem}.ipynb"
 
     def _ship(self, names: set[str], setup_cells: SetupCells) -> tuple[bytes | None, tuple[str, ...]]:
         """The worker's starting state: with ``above``, the user's variables the cell reads

@@ -15,6 +15,7 @@ import ipywidgets as w
 
 from ..engine._events import (
     BaselineDone,
+    CheckStarted,
     ConstraintsChanged,
     Decision,
     EvaluationStarted,
@@ -237,6 +238,8 @@ class Panel:
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self.current_run, self.phase = event.run, f"evaluating{repeat}"
+        elif isinstance(event, CheckStarted):
+            self.current_run, self.phase = event.run, f"checking ({event.label})"
         elif isinstance(event, ProposalFailed):
             self.phase, self.model_failures = "", self.model_failures + 1
             self.message.value = notice_html(

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ..journal._document import task_document
+from ..protocol._checks import CANDIDATE_VARIABLE, Check
 from ..protocol._constraints import parse_constraint
 from ..protocol._errors import ConstraintError, ProposalError
 from ..protocol._format import number
@@ -45,13 +46,21 @@ def proposal_request(context: ProposalContext) -> str:
     """The user message of one iteration."""
     task, history = context.task, context.history
     parts = [context.document or task_document(task, history, name=task.title, best=context.best)]
+    if context.checks:
+        parts.append(_checks_section(context.checks))
     segment_runs = [r for r in history if r.segment == context.segment]
     crashes = [r for r in segment_runs if r.status in ("crash", "timeout")]
     if crashes and (crashes[-1].stderr_tail or crashes[-1].error):
         last = crashes[-1]
         parts.append(f"## Last crash (run {last.run})\n{last.error or ''}\n```\n{_tail(last.stderr_tail)}\n```")
+    failed_checks = [r for r in segment_runs if r.status == "checks_failed" and r.error]
+    if failed_checks:
+        last = failed_checks[-1]
+        head, _, output = str(last.error).partition("\n")
+        shown = f"\n~~~\n{output}\n~~~" if output.strip() else ""
+        parts.append(f"## Last failed check (run {last.run}; its metric was not kept)\n{head}{shown}")
     reasons = [
-        f"- run {r.run} ({r.status}): {r.error}"
+        f"- run {r.run} ({r.status}): {r.error.splitlines()[0]}"
         for r in segment_runs[-8:]
         if r.status in ("discard", "infeasible", "violation", "invalid", "checks_failed") and r.error
     ]
@@ -75,6 +84,27 @@ def proposal_request(context: ProposalContext) -> str:
     )
     parts.append("Propose the next change.")
     return redact("\n\n".join(parts))
+
+
+def _checks_section(checks: Sequence[Check]) -> str:
+    """What the model must know of the correctness checks (pi-autoresearch tells its agent too)."""
+    lines = [
+        "## Correctness checks",
+        "A run whose metric would be kept is kept only if every check passes; otherwise it is "
+        "`checks_failed` and not kept. A check's time does not count in the metric.",
+    ]
+    for check in checks:
+        if check.kind == "command":
+            lines.append(
+                f"- `{check.source.strip()}`: a shell command run in the cell's folder after your cell, with your "
+                f"cell's code in the file ${CANDIDATE_VARIABLE}; it must exit 0."
+            )
+        else:
+            lines.append(
+                f"- {check.label}: run after your cell, in the variables your cell leaves; it must not raise:\n"
+                f"```python\n{check.source.rstrip()}\n```"
+            )
+    return "\n".join(lines)
 
 
 INFERENCE_SYSTEM = """\

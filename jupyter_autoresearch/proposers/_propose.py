@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..protocol._answer import parse_answer
+from ..protocol._checks import Check
 from ..protocol._errors import ProposalError
 from ..protocol._records import RunRecord
 from ..protocol._task import TaskDraft, TaskSpec
@@ -36,6 +37,7 @@ class ProposalContext:
         ideas: the backlog of deferred ideas.
         notes: steering notes from the user, newest last.
         document: the session's task document (``prompt.md``).
+        checks: the correctness checks a run that would be kept must pass.
     """
 
     task: TaskSpec
@@ -45,6 +47,7 @@ class ProposalContext:
     ideas: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     document: str = ""
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 
 from ._errors import OptionsError
 
-__all__ = ["SANDBOX_MODES", "EvaluationSettings", "ModelSettings", "SandboxMode"]
+__all__ = ["SANDBOX_MODES", "CheckSettings", "EvaluationSettings", "ModelSettings", "SandboxMode"]
 
 #: ``auto``: confine candidates where bubblewrap works, and say once where it does not;
 #: ``on``: refuse to run them unconfined; ``off``: never confine them.
@@ -43,6 +43,29 @@ class EvaluationSettings:
             raise OptionsError(f"--memory-limit {self.memory_mb} must be positive (or None for no limit)")
         if self.sandbox not in SANDBOX_MODES:
             raise OptionsError(f"--sandbox {self.sandbox} is not understood; choose auto, on or off")
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """The correctness checks of a run, as given (the notebook's cell is read later).
+
+    Attributes:
+        commands: shell commands that must exit 0 (``--check``, repeatable).
+        cell: the notebook's N-th code cell, counted as ``--cell`` counts them, whose code
+            must run without raising (``--check-cell``).
+        timeout: seconds each check may take (``--check-timeout``; pi-autoresearch's
+            checks default to 300 as well).
+    """
+
+    commands: tuple[str, ...] = ()
+    cell: int | None = None
+    timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise OptionsError(f"--check-timeout {self.timeout:g} must be positive")
+        if self.cell is not None and self.cell < 1:
+            raise OptionsError(f"--check-cell {self.cell} must be 1 or more")
 
 
 @dataclass(frozen=True)
