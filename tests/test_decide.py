@@ -80,6 +80,14 @@ def test_runs_without_keep_count_the_tail_after_the_segment_baseline() -> None:
     assert runs_without_keep([run(1, "keep", 1), run(2, "keep", 2), run(3, "crash", None), run(4, "discard", 1)]) == 2
 
 
+def test_the_stuck_loop_stop_counts_every_run_that_was_not_kept() -> None:
+    # pi-autoresearch's stuck-loop stop, with our finer statuses: a checks_failed run is not a keep either.
+    others = ["discard", "crash", "invalid", "infeasible", "checks_failed", "timeout", "violation"]
+    tail = [run(i + 2, others[i % len(others)], None) for i in range(20)]
+    assert stop(Limits(), segment_runs=[run(1, "keep", 1), *tail[:19]]) is None
+    assert stop(Limits(), segment_runs=[run(1, "keep", 1), *tail])[0] == "plateau"  # type: ignore[index]
+
+
 def stop(limits: Limits, **state: Any) -> tuple[str, str] | None:
     values: dict[str, Any] = {"iteration": 0, "segment_runs": [run(1, "keep", 1)], "spent_usd": 0.0, "elapsed_s": 0.0}
     return stop_rule(limits, **{**values, **state})
