@@ -19,7 +19,7 @@ from jupyter_autoresearch.cli import main
 from jupyter_autoresearch.cli._progress import ProgressPrinter
 from jupyter_autoresearch.engine._checks import check_failure, check_output
 from jupyter_autoresearch.protocol._settings import CheckSettings
-from jupyter_autoresearch.views._html import history_html
+from jupyter_autoresearch.views._html import history_html, output_html
 from jupyter_autoresearch.views._plot import metric_figure
 from jupyter_autoresearch.views._status import STATUS_STYLES
 
@@ -303,6 +303,9 @@ def test_checks_failed_has_its_colour_in_the_views(tmp_path: Path) -> None:
     assert f"\x1b[{style.ansi}mchecks_failed" in printed.getvalue()
     assert "check `bash check.sh` failed (exited with status 4)" in printed.getvalue()
     assert style.colour in history_html(session.runs, "x", session.best_run)
+    detail = output_html(session.runs[1])  # the panel's run detail keeps the output's lines
+    assert "white-space:pre-wrap'><b>checks_failed:</b> check `bash check.sh` failed" in detail
+    assert "checking the plan\nAssertionError: x = 3 double-counts segment 7" in detail
     figure = metric_figure(session.runs, "x")
     assert "checks failed" in figure.axes[0].get_legend_handles_labels()[1]
 

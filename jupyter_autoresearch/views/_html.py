@@ -75,7 +75,8 @@ def output_html(record: RunRecord) -> str:
     """A run's error and the tails of its output."""
     parts = []
     if record.error:
-        parts.append(f"<div><b>{escape(record.status)}:</b> {escape(record.error)}</div>")
+        # A failed check's reason carries the tail of its output: keep its lines.
+        parts.append(f"<div style='white-space:pre-wrap'><b>{escape(record.status)}:</b> {escape(record.error)}</div>")
     for label, text in (("stdout", record.stdout_tail), ("stderr", record.stderr_tail)):
         if text.strip():
             tail = "\n".join(text.rstrip().splitlines()[-30:])
