@@ -170,7 +170,9 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url.format("e2e.ipynb"))
         _wait(
-            lambda: page.evaluate(f"!!({NB} && {NB}.sessionContext.session?.kernel?.status === 'idle')"),
+            lambda: page.evaluate(
+                f"!!(window.jupyterapp && {NB} && {NB}.sessionContext.session?.kernel?.status === 'idle')"
+            ),
             120,
             "the kernel",
         )
@@ -264,7 +266,7 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         panel.locator("input[placeholder='path or branch name']").fill("winner.ipynb")
         panel.locator("button", has_text="Export").click()
         _wait(
-            lambda: page.evaluate("window.jupyterapp.shell.currentWidget?.context?.path") == "winner.ipynb",
+            lambda: page.evaluate("window.jupyterapp?.shell?.currentWidget?.context?.path") == "winner.ipynb",
             30,
             "the exported notebook to open",
             page,
@@ -324,7 +326,8 @@ def test_reload_and_reopen_lose_no_accepted_cell(lab: tuple[str, Path], llm: LLM
         def ready(path: str) -> None:
             _wait(
                 lambda: page.evaluate(
-                    f"!!({NB}?.context?.path === '{path}' && {NB}.sessionContext?.session?.kernel?.status === 'idle')"
+                    f"!!(window.jupyterapp && {NB}?.context?.path === '{path}'"
+                    f" && {NB}.sessionContext?.session?.kernel?.status === 'idle')"
                 ),
                 120,
                 f"{path} and its kernel",
