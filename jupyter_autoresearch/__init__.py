@@ -12,6 +12,8 @@ runs headless with ``jupyter-autoresearch run``. The Python API::
 
 from .engine._events import (
     BaselineDone,
+    Calibrated,
+    Calibrating,
     CheckStarted,
     ConstraintsChanged,
     Decision,
@@ -59,6 +61,8 @@ __all__ = [
     "AutoresearchError",
     "BaselineDone",
     "BaselineError",
+    "Calibrated",
+    "Calibrating",
     "Check",
     "CheckStarted",
     "Constraint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import nbformat
@@ -112,17 +113,51 @@ def test_speedup_example_shows_why_repeats_and_a_threshold_matter(
     assert cumsum.metric < vectorised.metric / 3 < baseline.metric / 10
     # The cosmetic change (run 4) is a few percent at most: on a quiet machine it is discarded as
     # below the 5% threshold or within noise; a loaded, noisy machine can measure more. Either
-    # way its status is what the rule says of the numbers it logged.
-    gain = vectorised.metric - micro.metric
-    needed = max(0.05 * vectorised.metric, mad(micro.repeats) + mad(vectorised.repeats))
-    assert micro.status == ("keep" if gain > needed else "discard")
+    # way its status is what the rule says of the numbers it logged: the paired differences with
+    # the best measured again beside it, their median against the threshold and their spread.
+    assert micro.paired is not None and micro.paired["incumbent"] == vectorised.run
+    pairs = list(zip(micro.repeats, micro.paired["incumbent_repeats"], strict=True))
+    gains = [again - value for value, again in pairs]  # lower is better
+    gain, needed = statistics.median(gains), max(0.05 * statistics.median(b for _, b in pairs), mad(gains))
+    assert (micro.paired["gain"], micro.paired["noise"]) == (gain, mad(gains))
+    assert micro.status == ("keep" if gain > needed and gain > 0 else "discard")
     if micro.status == "discard":
         assert micro.error and micro.error.endswith(
             ("below --min-improvement 5%", "not better", f"within noise (±{micro.error.split('±')[-1]}")
         )
 
 
-@pytest.mark.parametrize("recording", ["marketing_budget.session.jsonl", "speedup/rolling_spend.session.jsonl"])
+def test_forecast_example_overfits_the_search_metric_and_the_holdout_shows_it(
+    examples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = examples / "forecast"
+    argv = ["run", str(folder / "forecast.py"), "--minimize", "mape", "--holdout", "holdout.py"]
+    argv += ["--holdout-inputs", "forecast", "--holdout-files", "latest_month.csv", "--select-by", "holdout"]
+    assert main([*argv, "--model", "replay:forecast.session.jsonl", "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    session = load_session(folder / ".autoresearch" / "forecast")
+    assert [r.status for r in session.runs] == ["keep", "keep", "keep", "keep", "discard"]
+    search = [r.metric for r in session.runs]
+    held = [r.metrics["holdout_mape"] for r in session.runs]
+    assert search == [9.089, 7.641, 6.365, 6.274, 8.856]
+    assert held == [9.238, 8.449, 12.891, 12.972, 25.255]
+    # The search keeps improving; the hidden latest month says runs 3 and 4 overfit.
+    assert [r.run for r in session.runs if "overfit" in r.flags] == [3, 4]
+    assert "mape improved on run 2, but holdout_mape got worse: 12.891 vs 8.449" in err
+    assert "holdout_mape (hidden from the model): 9.238 -> 8.449 -> 12.891 -> 12.972" in err
+    # --select-by holdout exports run 2; the search metric alone would have taken run 4.
+    assert session.best_run is not None and session.best_run.run == 4
+    assert summary["best"]["run"] == 2 and summary["holdout"] == "holdout_mape"
+    assert (folder / ".autoresearch" / "forecast" / "best.py").read_text() == session.runs[1].code
+    document = (folder / ".autoresearch" / "forecast" / "prompt.md").read_text()
+    assert "holdout" not in document and "latest_month" not in document
+
+
+@pytest.mark.parametrize(
+    "recording",
+    ["marketing_budget.session.jsonl", "speedup/rolling_spend.session.jsonl", "forecast/forecast.session.jsonl"],
+)
 def test_recorded_proposals_are_labelled_and_valid_code(recording: str) -> None:
     path = EXAMPLES / recording
     lines = [json.loads(line) for line in path.read_text().splitlines()]

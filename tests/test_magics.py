@@ -434,3 +434,99 @@ def test_a_failed_model_request_shows_on_the_panel(tmp_path: Path, llm: LLMServe
     session.run()
     assert any("The model failed, no run (1 of 3 in a row before the session stops)" in m for m in messages)
     assert "model failures</span> <b>1</b>" in panel.header.value and len(session.runs) == 2
+
+
+def test_a_holdout_cell_in_a_kernel_gets_its_data_and_candidates_never_do(ip: Any, tmp_path: Path) -> None:
+    import pickle
+
+    import nbformat
+
+    # The notebook as saved: a setup cell, the holdout cell (code cell 2), the benchmark.
+    holdout = "print(f'METRIC holdout_x={sum(latest) * chosen}')"
+    benchmark = "chosen = base\nresult = [1, 2, 3]\nprint(f'METRIC x={chosen}')"
+    cells = ["base = 2\nlatest = [1.0, 2.0]", holdout, f"%%autoresearch --maximize x\n{benchmark}"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbformat.write(notebook, tmp_path / "notebook.ipynb")
+    ip.run_cell("base = 2\nlatest = [1.0, 2.0]")
+    rec = write_recording(
+        tmp_path / "rec.jsonl",
+        [
+            ("larger", benchmark.replace("chosen = base", "chosen = base + 1")),
+            ("larger, other result", benchmark.replace("chosen = base", "chosen = base + 2").replace("3]", "4]")),
+        ],
+    )
+    magic(
+        ip,
+        f"--maximize x --holdout-cell 2 --holdout-inputs chosen --same-output result --model replay:{rec} --wait",
+        benchmark,
+    )
+    session = ip.user_ns["_autoresearch"]
+    assert [r.status for r in session.runs] == ["keep", "keep", "infeasible"]
+    assert [r.metrics.get("holdout_x") for r in session.runs] == [6.0, 9.0, 12.0]
+    assert session.runs[2].error == "output result differs from the baseline: item 2: 4 vs 3"
+    assert session.task.holdout == "holdout_x" and "holdout_x" in session.task.hidden
+    # The kernel's variables the holdout reads go to its worker only.
+    assert set(pickle.loads(session.setup.namespace)) == {"base"}
+    assert set(pickle.loads(session.holdout_setup.namespace)) == {"base", "latest"}
+    assert "notebook.ipynb" in session.setup.hidden
+
+
+def test_the_holdout_options_are_traits_of_the_magics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "check.py").write_text("print(f'METRIC holdout_x={x * 10}')\n")
+    cell = (
+        "import numpy as np\nx = 3\nshares = np.ones(3) * (1 + x / 100)\nprint(f'METRIC x={x}')\nprint('METRIC cost=1')"
+    )
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", cell.replace("x = 3", "x = 4"))])
+    config = Config()
+    config.AutoresearchMagics.model = f"replay:{rec}"
+    config.AutoresearchMagics.maximize = "x"
+    config.AutoresearchMagics.hidden = ["cost"]
+    config.AutoresearchMagics.holdout = "check.py"
+    config.AutoresearchMagics.holdout_inputs = ["x"]
+    config.AutoresearchMagics.select_by = "holdout"
+    config.AutoresearchMagics.same_output = ["shares"]
+    config.AutoresearchMagics.rtol = 0.5
+    config.AutoresearchMagics.atol = 0.0
+    config.AutoresearchMagics.calibrate = 2
+    config.AutoresearchMagics.wait = True
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "jupyter_autoresearch")
+    shell.run_cell_magic("autoresearch", "--session checks", cell)
+    session = shell.user_ns["_autoresearch"]
+    assert session.task.hidden == ("cost", "holdout_x") and session.select_by == "holdout"
+    assert session.holdout_worker is not None and session.holdout_worker.spec.rtol == 0.5
+    assert session.limits.min_improvement.calibrated  # --calibrate 2 set it
+    # shares moved by 1%, within --rtol 0.5, so the output is the same; the holdout says 40.
+    assert [r.status for r in session.runs] == ["keep", "keep"] and session.best.metrics["holdout_x"] == 40
+    InteractiveShell.clear_instance()
+
+
+def test_the_panel_shows_the_holdout_its_gap_and_the_measured_noise(tmp_path: Path) -> None:
+    from jupyter_autoresearch.notebook._panel import Panel
+
+    (tmp_path / "check.py").write_text("print(f'METRIC holdout_x={30 if x == 3 else 15}')\n")
+    (tmp_path / "bench.py").write_text("x = 3\nprint(f'METRIC x={x}')\n")
+    rec = write_recording(tmp_path / "rec.jsonl", [("larger", "x = 4\nprint(f'METRIC x={x}')\n")])
+    session = ar.create_session(
+        tmp_path / "bench.py",
+        maximize="x",
+        holdout="check.py",
+        holdout_inputs=["x"],
+        select_by="holdout",
+        calibrate=2,
+        model=f"replay:{rec}",
+    )
+    panel = Panel(session)
+    session.run()
+    header = panel.header.value
+    assert "best by holdout_x" in header and "3 (run 1)" in header  # the holdout picks the baseline
+    assert "its holdout_x" in header and "30 (gap +27)" in header
+    history = panel.history.value
+    assert "holdout_x</th>" in history and "⚠" in history and "x improved on run 1, but holdout_x got worse" in history
+    assert "Noise measured: x: median 3, MAD 0 over 2 runs" in panel.message.value
+    assert bytes(panel.chart.value).startswith(b"\x89PNG")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from jupyter_autoresearch.engine._options import (
     options_table,
     trait_layer,
 )
+from jupyter_autoresearch.protocol._settings import TrustSettings
 
 
 def words(text: str) -> str:
@@ -176,3 +178,65 @@ def test_setup_cells_are_in_numbers_in_a_notebook_file_as_in_a_kernel(tmp_path: 
         ar.OptionsError, match=r"no code cell of nb.ipynb was saved as In \[5\] \(its cells show \[4\], \[7\]\)"
     ):
         ar.create_session(tmp_path / "nb.ipynb", setup_cells=[5])
+
+
+TRUST_LINE = (
+    "--maximize x --hidden cost --hidden secret,other --holdout check.py --holdout-inputs chosen,model "
+    "--holdout-files 'data/latest*.csv' --select-by holdout --same-output result --same-output table "
+    "--rtol 1e-3 --atol 0.5 --calibrate 5"
+)
+
+
+def test_the_holdout_options_are_typed_the_same_on_the_line_the_command_line_the_traits_and_the_api() -> None:
+    from jupyter_autoresearch.cli import _parser
+
+    expected = RunConfig.resolve(magic_layer(TRUST_LINE))
+    assert expected.task.hidden == ("cost", "secret", "other")
+    assert expected.trust == TrustSettings(
+        holdout=Path("check.py"),
+        holdout_inputs=("chosen", "model"),
+        holdout_files=("data/latest*.csv",),
+        same_output=("result", "table"),
+        rtol=1e-3,
+        atol=0.5,
+        select_by="holdout",
+    )
+    assert expected.limits.calibrate == 5
+    values: dict[str, Any] = {
+        "maximize": "x",
+        "hidden": ["cost", "secret", "other"],
+        "holdout": "check.py",
+        "holdout_inputs": ["chosen", "model"],
+        "holdout_files": ["data/latest*.csv"],
+        "select_by": "holdout",
+        "same_output": ["result", "table"],
+        "rtol": 1e-3,
+        "atol": 0.5,
+        "calibrate": 5,
+    }
+    cli = _options.argv_layer(_parser().parse_args(["run", "t.py", *shlex.split(TRUST_LINE)]))
+    for layer in (cli, trait_layer(values), api_layer(values)):
+        config = RunConfig.resolve(layer)
+        assert (config.task.hidden, config.trust, config.limits.calibrate) == (
+            expected.task.hidden,
+            expected.trust,
+            5,
+        )
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("--holdout a.py --holdout-cell 3", "give --holdout FILE.py or --holdout-cell N, not both"),
+        ("--holdout-inputs chosen", "--holdout-inputs chosen needs a holdout to read them"),
+        ("--select-by holdout", "--select-by holdout needs a holdout metric"),
+        ("--same-output 'not a name'", "'not a name' is not a variable name"),
+        ("--rtol -1", "--rtol '-1' must be 0 or a positive number"),
+        ("--calibrate -2", "--calibrate '-2' must be 0 or more"),
+        ("--hidden 'bad name'", "'bad name'"),
+    ],
+)
+def test_bad_holdout_options_are_one_line(line: str, message: str) -> None:
+    with pytest.raises(ar.AutoresearchError) as info:
+        RunConfig.resolve(magic_layer(f"--maximize x {line}"))
+    assert message in str(info.value) and "\n" not in str(info.value)

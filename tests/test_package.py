@@ -20,6 +20,8 @@ def test_exported_members_are_pinned() -> None:
             "AutoresearchError",
             "BaselineDone",
             "BaselineError",
+            "Calibrated",
+            "Calibrating",
             "Check",
             "CheckStarted",
             "Constraint",

@@ -301,42 +301,49 @@ def test_resuming_with_new_constraints_starts_a_segment(tmp_path: Path) -> None:
     assert second.runs[2].asi["baseline"] and second.runs[2].parent == 2
 
 
-def counter_cell(values: list[float]) -> str:
-    """A cell that prints the next of ``values`` each time it runs (noise, made repeatable)."""
+def counter_cell(values: list[float], file: str = "n.txt") -> str:
+    """A cell that prints the next of ``values`` each time it runs (noise, made repeatable);
+    ``file`` keeps its count, so that each cell has its own sequence."""
     return (
         "import os\n"
         f"values = {values!r}\n"
-        "n = int(open('n.txt').read()) if os.path.exists('n.txt') else 0\n"
-        "open('n.txt', 'w').write(str(n + 1))\n"
+        f"n = int(open({file!r}).read()) if os.path.exists({file!r}) else 0\n"
+        f"open({file!r}, 'w').write(str(n + 1))\n"
         "print(f'METRIC x={values[n % len(values)]}')\n"
     )
 
 
-def test_repeats_take_the_median_and_noise_blocks_lucky_runs(tmp_path: Path) -> None:
+def test_repeats_take_the_median_and_measure_the_best_again_beside_each_run(tmp_path: Path) -> None:
     session = make(
         tmp_path,
         [
-            ("lucky", counter_cell([10.0, 14.0, 7.0])),  # median 10.6? no: values continue the counter
+            ("lucky", counter_cell([10.0, 14.0, 7.0], "lucky.txt")),
             ("clearly better", "print('METRIC x=20')"),
         ],
-        code=counter_cell([10.0, 8.0, 12.0]),
+        code=counter_cell([10.0, 8.0, 12.0], "base.txt"),
         repeats=3,
     )
     session.run()
     baseline, lucky, better = session.runs
     assert baseline.repeats == (10.0, 8.0, 12.0) and baseline.metric == 10.0
-    # the counter file continues: the candidate sees values[3..5] of its own list = 10, 14, 7
+    # the baseline is measured again in each round: 10, 8, 12 beside 10, 14, 7
     assert lucky.repeats == (10.0, 14.0, 7.0) and lucky.metric == 10.0 and lucky.status == "discard"
+    assert lucky.paired is not None and list(lucky.paired["incumbent_repeats"]) == [10.0, 8.0, 12.0]
+    assert lucky.paired["gain"] == 0 and "paired over 3 repeats): not better" in str(lucky.error)
     assert better.status == "keep" and better.repeats == (20.0, 20.0, 20.0)
+    assert better.paired is not None and (better.paired["gain"], better.paired["noise"]) == (10.0, 2.0)
 
 
 def test_noise_threshold_from_spread(tmp_path: Path) -> None:
     session = make(
-        tmp_path, [("slightly", counter_cell([11.0, 9.0, 13.0]))], code=counter_cell([10.0, 8.0, 12.0]), repeats=3
+        tmp_path,
+        [("slightly", counter_cell([12.0, 6.0, 13.0], "c.txt"))],
+        code=counter_cell([10.0, 8.0, 12.0], "base.txt"),
+        repeats=3,
     )
     session.run()
-    assert session.runs[1].metric == 11.0
-    assert session.runs[1].status == "discard" and "within noise" in str(session.runs[1].error)
+    assert session.runs[1].metric == 12.0  # paired gains 2, -2, 1: median 1, MAD 1
+    assert session.runs[1].status == "discard" and "within noise (±1 over 3 repeats)" in str(session.runs[1].error)
 
 
 @pytest.mark.parametrize(

@@ -60,3 +60,53 @@ def test_the_summary_shows_the_latest_runs(count: int, shown: int) -> None:
     runs = [RunRecord(run=i, segment=0, status="discard", metric=float(i)) for i in range(1, count + 1)]
     html = summary_html("s", "x", runs, None, "idle")
     assert html.count("<tr") == shown + 1 and ("earlier runs not shown" in html) == (count > shown)
+
+
+HELD = [
+    RunRecord(run=1, segment=0, status="keep", metric=9.0, metrics={"mape": 9.0, "holdout_mape": 9.2}),
+    RunRecord(run=2, segment=0, status="keep", metric=7.6, metrics={"mape": 7.6, "holdout_mape": 8.4}),
+    RunRecord(run=3, segment=0, status="keep", metric=6.4, metrics={"mape": 6.4, "holdout_mape": 12.9},
+              flags={"overfit": "mape improved on run 2, but holdout_mape got worse: 12.9 vs 8.4"}),
+    RunRecord(run=4, segment=0, status="discard", metric=8.9, metrics={"mape": 8.9, "holdout_mape": 25.3},
+              paired={"incumbent": 3, "incumbent_metric": 6.5, "gain": -2.4, "noise": 0.1, "need": 0, "pairs": 3},
+              flags={"hidden_printed": "the cell printed holdout_mape itself, which only the holdout reports"}),
+]  # fmt: skip
+
+
+def test_kept_runs_show_the_holdout_beside_the_search_metric_and_overfitting_is_marked() -> None:
+    from jupyter_autoresearch.views._trust import holdout_text, paired_text
+
+    table = history_table(HELD, "mape", holdout="holdout_mape").splitlines()
+    assert table[0].split() == ["run", "seg", "status", "mape", "vs", "baseline", "holdout_mape", "gap", "hypothesis"]
+    assert table[3].split()[:5] == ["2", "0", "keep", "7.6", "-1.4"] and table[3].split()[6:8] == ["8.4", "+0.8"]
+    assert table[4].split()[:4] == ["3", "0", "keep", "⚠"] and "+6.5" in table[4]
+    assert "25.3" not in table[5]  # only kept runs show the holdout
+    assert holdout_text(HELD[2], "mape", "holdout_mape") == "holdout_mape=12.9 (gap +6.5) ⚠ holdout worse"
+    assert holdout_text(HELD[1], "mape", None) == ""
+    assert paired_text(HELD[3]) == (
+        "against run 3 measured again (median 6.5 over 3 rounds): gain -2.4, not more than margin 0.1"
+    )
+    html = history_html(HELD, "mape", HELD[2], holdout="holdout_mape")
+    assert "<th" in html and "holdout_mape</th>" in html and "gap</th>" in html
+    assert 'title="mape improved on run 2, but holdout_mape got worse: 12.9 vs 8.4"' in html
+    assert "[the cell printed holdout_mape itself" in html
+    detail = output_html(HELD[3])
+    assert "gain -2.4, not more than margin 0.1" in detail and "printed holdout_mape itself" in detail
+
+
+def test_the_chart_draws_the_holdout_too() -> None:
+    from jupyter_autoresearch.views._plot import metric_figure
+
+    figure = metric_figure(HELD, "mape", "lower", holdout="holdout_mape")
+    [axes] = figure.axes  # on the same scale: one axis
+    labels = axes.get_legend_handles_labels()[1]
+    assert "holdout_mape" in labels and "holdout_mape worse" in labels
+    held = next(c for c in axes.collections if c.get_label() == "holdout_mape")
+    assert [tuple(p) for p in held.get_offsets()] == [(1, 9.2), (2, 8.4), (3, 12.9)]  # kept runs
+    worse = next(c for c in axes.collections if c.get_label() == "holdout_mape worse")
+    assert [tuple(p) for p in worse.get_offsets()] == [(3, 12.9)]
+    scaled = [
+        RunRecord(run=r.run, segment=0, status=r.status, metric=r.metric, metrics={**r.metrics, "holdout_mape": 1e4})
+        for r in HELD
+    ]
+    assert len(metric_figure(scaled, "mape", "lower", holdout="holdout_mape").axes) == 2  # its own axis

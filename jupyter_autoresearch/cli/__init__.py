@@ -153,7 +153,7 @@ def _to_insert(session: Session, mode: str, first_new: int) -> list[RunRecord]:
         return []
     fresh = [r for r in session.runs if r.run >= first_new and r.kept and not r.is_baseline]
     if mode == "best":
-        best = session.best_run
+        best = session.best
         return [best] if best is not None and best in fresh else []
     return fresh
 
@@ -187,7 +187,7 @@ def _show(path: Path, *, as_json: bool) -> int:
     kind = "pi-autoresearch log" if session.read_only else "session"
     segments = sorted({r.segment for r in session.runs})
     print(f"{kind} {session.name}: {len(session.runs)} runs, {len(segments)} segments; {session.task.title}")
-    print(history_table(session.runs, session.task.metric, configs=history.configs))
+    print(history_table(session.runs, session.task.metric, configs=history.configs, holdout=session.task.holdout))
     for segment in segments:
         config = history.config_of(segment)
         metric = config.metric_name if config else session.task.metric

@@ -7,6 +7,8 @@ from typing import TextIO
 
 from ..engine._events import (
     BaselineDone,
+    Calibrated,
+    Calibrating,
     ConstraintsChanged,
     Decision,
     Event,
@@ -21,6 +23,7 @@ from ..engine._events import (
 from ..protocol._format import change, number, short
 from ..protocol._task import TaskSpec
 from ..views._status import status_style
+from ..views._trust import calibration_lines, flag_notes, holdout_text, paired_text
 
 __all__ = ["ProgressPrinter"]
 
@@ -70,6 +73,11 @@ class ProgressPrinter:
             )
         elif isinstance(event, BaselineDone):
             self.baseline = event.record.metric
+        elif isinstance(event, Calibrating):
+            self._print(f"  calibrating: {event.runs} runs of the unchanged cell")
+        elif isinstance(event, Calibrated):
+            for line in calibration_lines(event.metric, event.spreads, event.threshold):
+                self._print(f"  {line}")
         elif isinstance(event, Decision):
             self._decision(event)
         elif isinstance(event, StateChanged):
@@ -94,6 +102,13 @@ class ProgressPrinter:
         )
         if label:
             line += f"  ({'baseline' if r.parent is None else 'segment baseline'})"
+        held = holdout_text(r, metric, event.holdout) if r.kept else ""
+        if held:
+            line += f"  {held}"
         self._print(line)
         if r.status not in ("keep", "discard") and r.error:
             self._print(f"        {short(r.error, 110)}")
+        if r.paired:
+            self._print(f"        {paired_text(r)}")
+        for note in flag_notes(r):
+            self._print(f"        flag: {short(note, 110)}")

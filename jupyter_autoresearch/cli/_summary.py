@@ -32,19 +32,28 @@ def summary(session: Session) -> dict[str, Any]:
         "stop_reason": session.stop_reason,
         "runs": len(session.runs),
         "baseline": brief(session.baseline_run),
-        "best": brief(session.best_run, code=True),
+        "best": brief(session.best, code=True),
+        "holdout": session.task.holdout,
+        "select_by": session.select_by,
     }
 
 
 def print_summary(session: Session, stream: TextIO) -> None:
-    """The history, the chain of kept runs of the current segment, and where the best code is."""
-    metric = session.task.metric
+    """The history, the chain of kept runs of the current segment (and of their holdout
+    metric), and the best run (by the holdout with ``--select-by holdout``) and its code."""
+    metric, holdout = session.task.metric, session.task.holdout
     print(file=stream)
-    print(history_table(session.runs, metric), file=stream)
-    best = session.best_run
+    print(history_table(session.runs, metric, holdout=holdout), file=stream)
+    best = session.best
     if best is not None:
-        kept = [number(r.metric) for r in session.segment_runs() if r.kept]
-        print(f"\n{metric} (segment {session.segment}): {' -> '.join(kept)}", file=stream)
+        kept = [r for r in session.segment_runs() if r.kept]
+        print(f"\n{metric} (segment {session.segment}): {' -> '.join(number(r.metric) for r in kept)}", file=stream)
+        if holdout:
+            chain = " -> ".join(number(r.metrics.get(holdout)) for r in kept)
+            print(f"{holdout} (hidden from the model): {chain}", file=stream)
+        by = f" by {holdout}" if session.select_by == "holdout" and holdout else ""
+        held = f", {holdout}={number(best.metrics.get(holdout))}" if holdout else ""
         print(
-            f"best: run {best.run}, {metric}={number(best.metric)}; code in {session.folder / 'best.py'}\n", file=stream
+            f"best{by}: run {best.run}, {metric}={number(best.metric)}{held}; code in {session.folder / 'best.py'}\n",
+            file=stream,
         )

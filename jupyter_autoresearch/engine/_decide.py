@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..isolation._evaluate import Outcome
+from ..protocol._hidden import HIDDEN_CHECK, hidden_path
 from ..protocol._records import RunRecord, Status
 from ..protocol._task import Limits, TaskSpec, Threshold
 
@@ -21,6 +22,7 @@ __all__ = [
     "mad",
     "median_metrics",
     "runs_without_keep",
+    "select_best",
     "stop_rule",
 ]
 
@@ -30,13 +32,19 @@ STOP_REASONS = ("max-iterations", "plateau", "done", "max-cost", "max-time", "us
 
 @dataclass(frozen=True)
 class Verdict:
-    """The status of a run and, when it was not kept, why."""
+    """The status of a run and, when it was not kept, why.
+
+    ``model_error`` is the reason as the model reads it, when ``error`` names something
+    hidden from it; ``paired`` is the decision against the re-measured best (``--repeats``).
+    """
 
     status: Status
     metric: float | None
     metrics: Mapping[str, float]
     repeats: tuple[float, ...]
     error: str | None = None
+    model_error: str | None = None
+    paired: Mapping[str, object] | None = None
 
 
 def mad(values: Sequence[float]) -> float:
@@ -58,13 +66,25 @@ def judge(
     outcomes: Sequence[Outcome],
     best: RunRecord | None,
     threshold: Threshold | None = None,
+    *,
+    refused: tuple[Status, str] | None = None,
+    incumbent: Sequence[float | None] = (),
 ) -> Verdict:
     """Decide a run's status from its evaluations.
 
-    Failures come first (an off-limits change, a timeout, a crash, no primary metric),
-    then the constraints, then the comparison with the best kept run of the segment:
-    the run is kept only if it beats it by more than the threshold and, with repeats,
-    by more than the two runs' spreads (MAD) together. Equal is not better.
+    Failures come first (an off-limits change, a timeout, a crash, a refusal by the
+    checks run after it, no primary metric), then the constraints, then the comparison
+    with the best kept run of the segment: the run is kept only if it beats it by more
+    than the threshold and, with repeats, by more than the two runs' spreads (MAD)
+    together. Equal is not better.
+
+    Args:
+        refused: the status and reason the checks gave (an output that changed, a
+            variable the checks need that the cell no longer defines).
+        incumbent: the best run measured again beside each evaluation of this one
+            (``--repeats``; None where that measurement failed). The comparison then
+            uses the paired differences: their median must beat the threshold and
+            their spread (MAD).
     """
     assert task.metric is not None
     touched = sorted({path for o in outcomes for path in o.touched})
@@ -72,37 +92,97 @@ def judge(
     primary = [o.metrics[task.metric] for o in outcomes if task.metric in o.metrics]
     metric = metrics.get(task.metric)
 
-    def verdict(status: Status, error: str | None = None) -> Verdict:
-        return Verdict(status, metric, metrics, tuple(primary), error)
+    def verdict(
+        status: Status,
+        error: str | None = None,
+        model_error: str | None = None,
+        paired: dict[str, object] | None = None,
+    ) -> Verdict:
+        return Verdict(status, metric, metrics, tuple(primary), error, model_error, paired)
 
     if touched:
-        return verdict("violation", f"changed off-limits file {', '.join(touched)} (restored)")
+        error = f"changed off-limits file {', '.join(touched)} (restored)"
+        if any(hidden_path(path, task.hidden_files) for path in touched):
+            return verdict("violation", error, "changed a file it must not touch (restored)")
+        return verdict("violation", error)
     for kind in ("timeout", "crash"):
         failed = [o for o in outcomes if o.kind == kind]
         if failed:
             return verdict("timeout" if kind == "timeout" else "crash", failed[0].error or kind)
+    if refused is not None:
+        return verdict(*refused)
     if metric is None:
-        refused = [p for o in outcomes for p in o.problems if p.startswith(f"metric {task.metric} ")]
-        reason = refused[0] if refused else f"the cell printed no METRIC {task.metric}=<number> line"
+        refused_lines = [p for o in outcomes for p in o.problems if p.startswith(f"metric {task.metric} ")]
+        reason = refused_lines[0] if refused_lines else f"the cell printed no METRIC {task.metric}=<number> line"
         return verdict("invalid", reason)
-    broken = task.violations(metrics)
+    broken = [(task.is_hidden(c), v) for c in task.constraints if (v := c.violation(metrics)) is not None]
     if broken:
-        return verdict("infeasible", "; ".join(broken))
+        error = "; ".join(v for _, v in broken)
+        if any(hidden for hidden, _ in broken):
+            shown = [v for hidden, v in broken if not hidden] + [HIDDEN_CHECK]
+            return verdict("infeasible", error, "; ".join(shown))
+        return verdict("infeasible", error)
     if best is None or best.metric is None:
         return verdict("keep")
-    gain = task.better(metric, best.metric)
     threshold = threshold or Threshold()
+    pairs = [
+        (o.metrics[task.metric], b)
+        for o, b in zip(outcomes, incumbent, strict=False)
+        if task.metric in o.metrics and b is not None
+    ]
+    if pairs:
+        return _judge_paired(task, metric, pairs, best, threshold, verdict)
+    gain = task.better(metric, best.metric)
     need = threshold.amount(best.metric)
     noise = mad(primary) + mad(best.repeats)
     if gain > max(need, noise) and gain > 0:
         return verdict("keep")
-    if noise > need and gain > 0:
-        why = f"within noise (±{noise:.4g} over {len(primary)} repeats)"
-    elif need > 0 and gain > 0:
-        why = f"below --min-improvement {threshold}"
-    else:
-        why = "not better"
+    why = _why_not(gain, need, noise, threshold, len(primary))
     return verdict("discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}")
+
+
+def _why_not(gain: float, need: float, noise: float, threshold: Threshold, repeats: int) -> str:
+    if noise > need and gain > 0:
+        return f"within noise (±{noise:.4g} over {repeats} repeats)"
+    if need > 0 and gain > 0:
+        return f"below {threshold.source}"
+    return "not better"
+
+
+def _judge_paired(
+    task: TaskSpec,
+    metric: float,
+    pairs: Sequence[tuple[float, float]],
+    best: RunRecord,
+    threshold: Threshold,
+    verdict: Callable[..., Verdict],
+) -> Verdict:
+    """Keep or discard against the best measured again in the same rounds.
+
+    Each round's difference cancels what the rounds share (the machine's load, a warm
+    cache); the median difference must beat the threshold and the differences' MAD.
+    """
+    again = statistics.median(b for _, b in pairs)
+    gains = [task.better(c, b) for c, b in pairs]
+    gain, noise, need = statistics.median(gains), mad(gains), threshold.amount(again)
+    paired: dict[str, object] = {
+        "incumbent": best.run,
+        "incumbent_metric": again,
+        "incumbent_repeats": [b for _, b in pairs],
+        "gain": gain,
+        "noise": noise,
+        "need": need,
+        "pairs": len(pairs),
+    }
+    if gain > max(need, noise) and gain > 0:
+        return verdict("keep", paired=paired)
+    why = _why_not(gain, need, noise, threshold, len(pairs))
+    return verdict(
+        "discard",
+        f"{task.metric} {metric:.6g} vs run {best.run} measured again {again:.6g} (paired over {len(pairs)} "
+        f"repeats): {why}",
+        paired=paired,
+    )
 
 
 def better(value: float, than: float, direction: str) -> bool:
@@ -115,15 +195,36 @@ def best_of(runs: Sequence[RunRecord], direction: str) -> RunRecord | None:
 
     The kept run with the best metric in ``direction``; of equal values the first
     (pi's compaction summary, ``bestRun``, and its confidence both keep the first).
-    Runs without a metric are never best.
+    Runs without a metric are never best. A run kept by a paired comparison
+    (``--repeats``) beat the best of its time measured again beside it, so it becomes the
+    best whatever that best's first measurement said.
     """
     best: RunRecord | None = None
     for run in runs:
         if not run.kept or run.metric is None:
             continue
-        if best is None or best.metric is None or better(run.metric, best.metric, direction):
+        if best is None or best.metric is None or better(run.metric, best.metric, direction) or run.paired:
             best = run
     return best
+
+
+def select_best(runs: Sequence[RunRecord], task: TaskSpec, by: str = "search") -> RunRecord | None:
+    """The run to export and show as ``best`` among one segment's kept runs.
+
+    ``by="search"``: :func:`best_of`. ``by="holdout"``: the kept run with the best holdout
+    metric (the task's direction; of equal values the first), or :func:`best_of` when no
+    kept run has one.
+    """
+    if by != "holdout" or task.holdout is None:
+        return best_of(runs, task.direction)
+    chosen: RunRecord | None = None
+    for run in runs:
+        value = run.metrics.get(task.holdout)
+        if not run.kept or value is None:
+            continue
+        if chosen is None or better(value, chosen.metrics[task.holdout], task.direction):
+            chosen = run
+    return chosen or best_of(runs, task.direction)
 
 
 def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..protocol._calibration import Spread
 from ..protocol._records import RunRecord
-from ..protocol._task import TaskSpec
+from ..protocol._task import TaskSpec, Threshold
 
 __all__ = [
     "BaselineDone",
+    "Calibrated",
+    "Calibrating",
     "CheckStarted",
     "ConstraintsChanged",
     "Decision",
@@ -119,10 +122,12 @@ class CheckStarted(Event):
 
 @dataclass(frozen=True)
 class Decision(Event):
-    """A run was judged and logged; ``best`` is the segment's best after it."""
+    """A run was judged and logged; ``best`` is the segment's best after it, and
+    ``holdout`` the holdout metric to show beside the primary one, if there is one."""
 
     record: RunRecord
     best: RunRecord | None
+    holdout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,8 +155,26 @@ class Notice(Event):
 
 
 @dataclass(frozen=True)
+class Calibrating(Event):
+    """The unchanged cell is about to run ``runs`` times to measure the noise."""
+
+    runs: int
+
+
+@dataclass(frozen=True)
+class Calibrated(Event):
+    """The noise was measured: each metric's spread, and the keep threshold it set
+    (None when ``--min-improvement`` was given, which then stays)."""
+
+    metric: str
+    spreads: Mapping[str, Spread]
+    threshold: Threshold | None
+
+
+@dataclass(frozen=True)
 class Stopped(Event):
-    """The loop ended; ``reason`` is why (see ``STOP_REASONS``)."""
+    """The loop ended; ``reason`` is why (see ``STOP_REASONS``); ``best`` is the session's
+    best (by the holdout metric with ``--select-by holdout``)."""
 
     reason: str
     detail: str

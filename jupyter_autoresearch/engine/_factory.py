@@ -5,11 +5,12 @@ from __future__ import annotations
 import ast
 import os
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..isolation._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
+from ..isolation._holdout import HoldoutSpec, HoldoutWorker
 from ..journal._journal import read_log, session_folder
 from ..proposers._propose import Proposer
 from ..proposers._replay import ReplayProposer
@@ -17,13 +18,22 @@ from ..protocol._checks import Check
 from ..protocol._constraints import parse_constraints
 from ..protocol._errors import OptionsError, ProposalError
 from ..protocol._metrics import is_metric_name
-from ..protocol._settings import CheckSettings, ModelSettings
+from ..protocol._settings import CheckSettings, ModelSettings, TrustSettings
 from ..protocol._task import Limits, TaskSpec
 from ._options import RunConfig, SetupCells, api_layer, magic_layer, options_doc
 from ._session import Session
 from ._target import Target, check_cell_code, load_target
 
-__all__ = ["checks_for", "config_for", "create_session", "load_session", "make_proposer", "session_from_config"]
+__all__ = [
+    "Holdout",
+    "checks_for",
+    "config_for",
+    "create_session",
+    "holdout_of",
+    "load_session",
+    "make_proposer",
+    "session_from_config",
+]
 
 
 def make_proposer(settings: ModelSettings, *, folder: Path | None = None) -> Proposer:
@@ -138,6 +148,107 @@ def checks_for(target: Target, settings: CheckSettings) -> tuple[Check, ...]:
     return tuple(checks)
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """The holdout's code and where it comes from.
+
+    Attributes:
+        code: its source.
+        name: how messages and tracebacks name it (the file's name, or ``cell N``).
+        setup_code: in a notebook run headless, the code cells above it (its state).
+        hidden: files that hold its code, relative to the target's folder: hidden from
+            candidates in the sandbox.
+    """
+
+    code: str
+    name: str
+    setup_code: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+
+
+def holdout_of(target: Target, trust: TrustSettings) -> Holdout | None:
+    """Read the holdout (``--holdout FILE.py`` or ``--holdout-cell N``), if there is one.
+
+    Raises:
+        OptionsError: the file or cell is missing, is the benchmark, or does not compile.
+    """
+    if trust.holdout is not None:
+        path = trust.holdout.expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = target.folder / path
+        if not path.is_file():
+            raise OptionsError(
+                f"--holdout {trust.holdout} does not exist; give the Python file that scores a candidate "
+                "on the data it never sees",
+                option="holdout",
+            )
+        try:
+            code = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise OptionsError(f"cannot read --holdout {trust.holdout}: {err}", option="holdout") from None
+        hidden: tuple[str, ...] = (
+            (os.path.relpath(path.resolve(), target.folder),) if _inside(path, target.folder) else ()
+        )
+        return Holdout(_compiles(code, path.name, "--holdout"), path.name, (), hidden)
+    if trust.holdout_cell is None:
+        return None
+    number = trust.holdout_cell
+    if not target.is_notebook or not target.path.is_file():
+        raise OptionsError(
+            f"--holdout-cell {number} needs the notebook's file ({target.path.name} was not found): save the "
+            "notebook, or give the holdout as --holdout FILE.py",
+            option="holdout_cell",
+        )
+    import nbformat
+
+    from ._target import plain_python, split_magic
+
+    cells = [(i, c) for i, c in enumerate(nbformat.read(target.path, as_version=4).cells) if c.cell_type == "code"]
+    if not 1 <= number <= len(cells):
+        raise OptionsError(
+            f"--holdout-cell {number} is out of range: {target.path.name} has {len(cells)} code cells",
+            option="holdout_cell",
+        )
+    index, cell = cells[number - 1]
+    if split_magic(cell.source) or index == target.cell_index:
+        raise OptionsError(
+            f"--holdout-cell {number} is the benchmark cell; give the cell that scores a candidate on hidden data",
+            option="holdout_cell",
+        )
+    code = _compiles(plain_python(cell.source), f"cell {number}", "--holdout-cell")
+    above = tuple(
+        plain_python(c.source)
+        for i, c in cells
+        if i < index
+        and i != target.cell_index
+        and not split_magic(c.source)
+        and "autoresearch" not in c.metadata
+        and plain_python(c.source).strip()
+    )
+    # The notebook (and its copies) hold the holdout's code.
+    stem = target.path.stem
+    hidden = (target.path.name, f"{stem}.autoresearch.ipynb", f".ipynb_checkpoints/{stem}*")
+    return Holdout(code, f"cell {number}", above, hidden)
+
+
+def _compiles(code: str, name: str, option: str) -> str:
+    try:
+        compile(code, name, "exec")
+    except SyntaxError as err:
+        raise OptionsError(
+            f"{option} {name} does not compile (line {err.lineno}: {err.msg})", option=option[2:].replace("-", "_")
+        ) from None
+    return code
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
 def config_for(target: Target, *layers: Mapping[str, Any]) -> RunConfig:
     """The table's defaults, then the target's ``%%autoresearch`` line, then ``layers``."""
     return RunConfig.resolve(magic_layer(target.magic_line) if target.magic_line else {}, *layers)
@@ -148,6 +259,7 @@ def session_from_config(
     config: RunConfig,
     *,
     namespace: bytes | None = None,
+    holdout_namespace: bytes | None = None,
     proposer: Proposer | None = None,
     evaluator: Evaluator | None = None,
 ) -> Session:
@@ -155,27 +267,67 @@ def session_from_config(
 
     Args:
         namespace: the user's variables, pickled (the magic); then no setup code runs.
+        holdout_namespace: the variables the holdout starts from, pickled (the magic).
     """
     name = config.output.session or target.path.stem
     folder = session_folder(target.path, name)
     off_limits_given = "off_limits" in config.given
+    trust = config.trust
+    holdout = holdout_of(target, trust)
     task = config.task if off_limits_given else replace(config.task, off_limits=data_files(target))
     checks = checks_for(target, config.checks)
+    # Never named to the model: the holdout's data, and its script (a notebook is not secret).
+    script = holdout.hidden if holdout is not None and trust.holdout is not None else ()
+    task = replace(task, hidden_files=tuple(dict.fromkeys((*trust.holdout_files, *script))))
     proposer = proposer or make_proposer(config.model, folder=target.folder)
     # A check cell runs after a candidate, never as a setup cell.
     cell_checks = {check.source for check in checks if check.kind == "cell"}
     target = replace(target, setup_code=tuple(c for c in target.setup_code if c not in cell_checks))
     code = setup_code(target, config.output.setup_cells) if namespace is None else ()
+    if holdout is not None:
+        code = tuple(c for c in code if c.strip() != holdout.code.strip())  # never run where candidates run
     preimport = tuple(dict.fromkeys(m for c in (*code, target.code) for m in imported_modules(c)))
+    if trust.exports:
+        preimport += ("cloudpickle",)
     setup = WorkerSetup(
         folder=target.folder,
         setup_code=code,
         namespace=namespace,
         preimport=preimport,
         # Proposed data files are protected once the baseline showed it does not write them.
-        off_limits=task.off_limits if off_limits_given else (),
+        off_limits=tuple(dict.fromkeys((*(task.off_limits if off_limits_given else ()), *trust.holdout_files))),
         session_folder=folder,
+        hidden=tuple(dict.fromkeys((*task.hidden_files, *(holdout.hidden if holdout else ())))),
     )
+    evaluator = evaluator or ForkEvaluator(config.evaluation)
+    holdout_worker, holdout_setup = None, None
+    if trust.active:
+        if trust.exports and not evaluator.exports_values:
+            raise OptionsError(
+                f"{type(evaluator).__name__} cannot send a candidate's variables to the checks; "
+                "--same-output and --holdout-inputs need the ForkEvaluator",
+                option="same_output" if trust.same_output else "holdout_inputs",
+            )
+        spec = HoldoutSpec(
+            holdout=holdout.code if holdout else None,
+            holdout_name=holdout.name if holdout else "<holdout>",
+            inputs=trust.holdout_inputs,
+            same_output=trust.same_output,
+            rtol=trust.rtol,
+            atol=trust.atol,
+        )
+        holdout_worker = HoldoutWorker(spec, config.evaluation)
+        above = holdout.setup_code if holdout is not None and holdout.setup_code and namespace is None else code
+        holdout_setup = replace(
+            setup,
+            setup_code=above,
+            namespace=holdout_namespace if holdout_namespace is not None else namespace,
+            preimport=tuple(
+                dict.fromkeys(m for c in (*above, holdout.code if holdout else "") for m in imported_modules(c))
+            ),
+            hidden=(),
+            session_folder=None,  # its scratch files apart from the candidates' worker's
+        )
     return Session(
         name=name,
         folder=folder,
@@ -183,12 +335,17 @@ def session_from_config(
         task=task,
         limits=config.limits,
         proposer=proposer,
-        evaluator=evaluator or ForkEvaluator(config.evaluation),
+        evaluator=evaluator,
         setup=setup,
         constraints_given="constraint" in config.given,
         off_limits_given=off_limits_given,
         target=replace(target, setup_code=target.setup_code or code),
         checks=checks,
+        holdout_worker=holdout_worker,
+        holdout_setup=holdout_setup,
+        select_by=trust.select_by,
+        min_improvement_given="min_improvement" in config.given,
+        holdout_files=trust.holdout_files,
     )
 
 
@@ -244,6 +401,8 @@ def load_session(path: str | Path) -> Session:
         direction="lower" if config and config.direction == "lower" else "higher",
         constraints=parse_constraints(config.constraints) if config else (),
         objective=config.objective or config.name if config else "",
+        hidden=tuple(n for n in config.hidden if is_metric_name(n)) if config else (),
+        holdout=config.holdout if config and config.holdout and is_metric_name(config.holdout) else None,
     )
     folder = history.path.parent
     if folder.name == ".auto":  # pi-autoresearch's layout: the project folder names it

@@ -22,7 +22,9 @@ from ..proposers._propose import Proposal, ProposalContext
 from ..protocol._answer import syntax_problem
 from ..protocol._checks import Check
 from ..protocol._errors import EvaluationError, ProposalError
+from ..protocol._hidden import model_record, model_runs, model_task
 from ..protocol._records import RunRecord
+from ._calibrate import calibrate
 from ._checks import run_checks
 from ._decide import Verdict, judge, stop_rule
 from ._events import (
@@ -38,11 +40,19 @@ from ._events import (
 )
 from ._recorder import Recorder
 from ._segments import baseline, new_segment, resume
+from ._trust import Measured, export_refusal, fold, overfit_flag, printed_flag, strip_names
 
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["Loop", "StopRequested"]
+__all__ = ["HIDDEN_NOT_ENFORCED", "Loop", "StopRequested"]
+
+#: Without the sandbox, what --holdout-files (and the holdout's code) name is kept from the
+#: model but not from a candidate that goes looking for it.
+HIDDEN_NOT_ENFORCED = (
+    "the holdout's code and files are not hidden from candidates without the sandbox: a candidate could read "
+    "them (the model is never shown them)"
+)
 
 
 class StopRequested(Exception):
@@ -58,6 +68,7 @@ class Loop:
         self.proposer, self.evaluator = session.proposer, session.evaluator
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
+        self.paired_with: int | None = None  # the best measured again beside the last challengers
 
     def run(self) -> tuple[str, str]:
         s = self.session
@@ -97,11 +108,18 @@ class Loop:
         if s.checks and type(self.evaluator).check is Evaluator.check:
             raise EvaluationError.cannot_check(type(self.evaluator).__name__)  # before any run
         self.evaluator.start(s.setup)
+        if s.setup.hidden and not getattr(self.evaluator, "sandboxed", False):
+            s._warn(HIDDEN_NOT_ENFORCED)
+        if s.holdout_worker is not None:
+            s.holdout_worker.on_notice = s._warn
+            s.holdout_worker.start(s.holdout_setup or s.setup)
         self.proposer.check()  # before the baseline: a misconfigured model costs nothing
         if s._runs:
             resume(self)
         else:
             baseline(self)
+        if s.limits.calibrate:
+            calibrate(self)
 
     # -- one iteration -------------------------------------------------------------------
     def iterate(self) -> str | None:
@@ -131,8 +149,12 @@ class Loop:
             if answer.code or not answer.done:  # DONE is not a run; it ends the loop below
                 runs.append((number, replace(answer, problem=answer.problem or syntax_problem(answer.code))))
         runnable = [(run, p) for run, p in runs if p.code and not p.problem]
-        outcomes = self.evaluate([run for run, _ in runnable], [p.code for _, p in runnable]) if runnable else []
-        results = dict(zip((run for run, _ in runnable), outcomes, strict=True))
+        measured = (
+            self.measure([run for run, _ in runnable], [p.code for _, p in runnable], incumbent=s.best_run)
+            if runnable
+            else []
+        )
+        results = dict(zip((run for run, _ in runnable), measured, strict=True))
         for run, proposal in runs:
             self.decide(run, proposal, context.best, results.get(run))
         ideas = [idea for a in answers if isinstance(a, Proposal) for idea in a.ideas]
@@ -170,41 +192,117 @@ class Loop:
         self.recorder.failure(str(error), model=self.proposer.model)
         s._emit(ProposalFailed(s.name, run, str(error), self.failures, s.limits.max_model_failures))
 
-    def evaluate(self, runs: Sequence[int], codes: Sequence[str]) -> list[list[Outcome]]:
-        """Evaluate ``codes`` (of ``runs``) together, ``repeats`` times; outcomes per code."""
+    def evaluate(
+        self,
+        runs: Sequence[int],
+        codes: Sequence[str],
+        *,
+        incumbent: RunRecord | None = None,
+        export: Sequence[str] = (),
+    ) -> tuple[list[list[Outcome]], list[float | None]]:
+        """Evaluate ``codes`` (of ``runs``) together, ``repeats`` times; outcomes per code.
+
+        With repeats and an ``incumbent`` (the best), the incumbent is measured again in
+        every round, before or after the challengers in turn, so each challenger meets it
+        under the same conditions; its primary metric per round is returned too.
+        """
         s = self.session
         results: list[list[Outcome]] = [[] for _ in codes]
+        again: list[float | None] = []
         repeats = s.limits.repeats
+        paired = incumbent if incumbent is not None and repeats > 1 and incumbent.code else None
+        self.paired_with = paired.run if paired is not None else None
         for repeat in range(1, repeats + 1):
             for run in runs:
                 s._emit(EvaluationStarted(s.name, run, repeat, repeats))
             self.check_stop()
-            outcomes = self.evaluator.evaluate(codes)
+            if paired is not None and repeat % 2 == 0:
+                again.append(self.measure_again(paired))
+            outcomes = self.evaluator.evaluate(codes, export=export) if export else self.evaluator.evaluate(codes)
             self.check_stop()
+            if paired is not None and repeat % 2 == 1 and any(o.kind == "ok" for o in outcomes):
+                again.append(self.measure_again(paired))
             for run, result, outcome in zip(runs, results, outcomes, strict=True):
                 result.append(outcome)
                 s._emit(EvaluationDone(s.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s))
             if all(o.kind != "ok" for o in outcomes):
                 break  # every candidate failed: repeating cannot change that
-        return results
+        return results, again
 
-    def decide(self, run: int, proposal: Proposal, parent: RunRecord, outcomes: list[Outcome] | None) -> None:
+    def measure_again(self, incumbent: RunRecord) -> float | None:
+        """The incumbent's primary metric, measured once more (None if that failed)."""
+        [outcome] = self.evaluator.evaluate([incumbent.code])
+        self.check_stop()
+        metric = self.session.task.metric
+        return outcome.metrics.get(metric) if outcome.kind == "ok" and metric else None
+
+    def measure(
+        self, runs: Sequence[int], codes: Sequence[str], *, incumbent: RunRecord | None = None
+    ) -> list[Measured]:
+        """Evaluate ``codes`` and check each (``--holdout``, ``--same-output``) in the
+        checking worker: what the checks found comes with each run's outcomes."""
         s = self.session
-        if outcomes is None:
+        worker = s.holdout_worker
+        spec = worker.spec if worker is not None else None
+        results, again = self.evaluate(runs, codes, incumbent=incumbent, export=spec.exports if spec else ())
+        measured: list[Measured | None] = []
+        pending: list[tuple[int, int, dict[str, str]]] = []  # (result, outcome checked, flags)
+        for index, outcomes in enumerate(results):
+            stripped, printed = strip_names(outcomes, s.holdout_names)
+            results[index] = stripped
+            flags = {"hidden_printed": printed_flag(printed)} if printed else {}
+            first = next((i for i, o in enumerate(stripped) if o.kind == "ok"), None)
+            refusal = export_refusal(stripped[first], spec) if spec is not None and first is not None else None
+            if spec is None or first is None or refusal is not None:
+                measured.append(Measured(stripped, refusal, flags, tuple(again)))
+            else:
+                measured.append(None)
+                pending.append((index, first, flags))
+        if pending:
+            assert worker is not None
+            checks = worker.check([results[i][first].exported for i, first, _ in pending])
+            self.check_stop()
+            for (index, first, flags), result in zip(pending, checks, strict=True):
+                folded = fold(results[index], first, result, s.holdout_names, flags)
+                measured[index] = replace(folded, incumbent=tuple(again))
+        return [m for m in measured if m is not None]
+
+    def decide(self, run: int, proposal: Proposal, parent: RunRecord, measured: Measured | None) -> None:
+        s = self.session
+        flags: dict[str, str] = {}
+        if measured is None:
             verdict = Verdict("invalid", None, {}, (), proposal.problem or "the answer has no code")
         else:
-            verdict = self.checked(run, proposal.code, judge(s.task, outcomes, s.best_run, s.limits.min_improvement))
+            best = s.best_run
+            # Paired only against the best it was measured beside (with --parallel, an
+            # earlier run of the same batch may have just replaced it).
+            paired = best is not None and best.run == self.paired_with
+            verdict = judge(
+                s.task,
+                measured.outcomes,
+                best,
+                s.limits.min_improvement,
+                refused=measured.refused,
+                incumbent=measured.incumbent if paired else (),
+            )
+            verdict = self.checked(run, proposal.code, verdict)
+            flags = dict(measured.flags)
+            if verdict.status == "keep":
+                overfit = overfit_flag(s.task, verdict.metrics, best)
+                if overfit:
+                    flags["overfit"] = overfit
         record = self.recorder.run(
             run,
             s.segment,
             verdict,
-            outcomes or [],
+            measured.outcomes if measured is not None else [],
             code=proposal.code,
             parent=parent.run,
             hypothesis=proposal.hypothesis,
             proposal=proposal,
+            flags=flags,
         )
-        s._emit(Decision(s.name, record, s.best_run))
+        s._emit(Decision(s.name, record, s.best_run, s.task.holdout))
 
     def checked(self, run: int, code: str, verdict: Verdict) -> Verdict:
         """The verdict once the correctness checks ran, if the run would be kept."""
@@ -218,18 +316,21 @@ class Loop:
 
     # -- helpers ---------------------------------------------------------------------------
     def context(self) -> ProposalContext:
+        """What the proposer reads: the session as the model may see it (nothing hidden)."""
         s = self.session
-        parent = self.parent()
+        task = s.task
+        parent = model_record(self.parent(), task)
+        history = model_runs(s.runs, task)
         with s._lock:
             notes = tuple(s.notes)
         return ProposalContext(
-            task=s.task,
-            history=s.runs,
+            task=model_task(task),
+            history=history,
             best=parent,
             segment=s.segment,
             ideas=tuple(self.journal.read_ideas()),
             notes=notes,
-            document=task_document(s.task, s.runs, name=s.name, best=parent),
+            document=task_document(model_task(task), history, name=s.name, best=parent),
             checks=s.checks,
         )
 
@@ -247,11 +348,13 @@ class Loop:
         return runs[-1].run + 1 if runs else 1
 
     def protect(self) -> None:
-        """Hand the task's off-limits files to the evaluator when they changed."""
+        """Hand the task's off-limits files (and the hidden ones: a candidate must not
+        change the holdout's data either) to the evaluator when they changed."""
         s = self.session
         assert s.setup is not None
-        if tuple(s.task.off_limits) != tuple(s.setup.off_limits):
-            s.setup = replace(s.setup, off_limits=tuple(s.task.off_limits))
+        wanted = tuple(dict.fromkeys((*s.task.off_limits, *s.holdout_files)))
+        if wanted != tuple(s.setup.off_limits):
+            s.setup = replace(s.setup, off_limits=wanted)
             self.evaluator.protect(s.setup.off_limits)
 
     def apply_pending_constraints(self) -> None:

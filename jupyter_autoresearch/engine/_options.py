@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn
 
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
-from ..protocol._settings import SANDBOX_MODES, CheckSettings, EvaluationSettings, ModelSettings
+from ..protocol._settings import SANDBOX_MODES, CheckSettings, EvaluationSettings, ModelSettings, TrustSettings
 from ..protocol._task import Direction, Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = [
@@ -109,6 +109,18 @@ def _positive(value: object) -> float:
     return number
 
 
+def _non_negative(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid("is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise _Invalid("is not a number") from None
+    if not 0 <= number < float("inf"):
+        raise _Invalid("must be 0 or a positive number")
+    return number
+
+
 def _megabytes(value: object) -> int | None:
     return _count(value) or None  # 0: no limit
 
@@ -165,6 +177,12 @@ def _commands(value: object) -> tuple[str, ...]:
     return commands
 
 
+def _names(value: object) -> tuple[str, ...]:
+    """Names given one per option or comma-separated (``chosen,model``)."""
+    names = tuple(name.strip() for item in _items(value) for name in item.split(",") if name.strip())
+    return tuple(dict.fromkeys(names))
+
+
 def _constraints(value: object) -> tuple[Constraint, ...]:
     return parse_constraints(_items(value))  # a ConstraintError says what is wrong
 
@@ -201,7 +219,7 @@ class Option:
         keyword: its name in ``create_session`` when that differs from ``name``.
         shown_default: how the default reads in help, when it is not a plain value.
         into: the :class:`RunConfig` part its value goes to (``task``, ``limits``,
-            ``evaluation``, ``checks``, ``model``, ``output``); by default its group's.
+            ``evaluation``, ``checks``, ``model``, ``trust``, ``output``); by default its group's.
         field: the field of that part, when it differs from ``name``.
     """
 
@@ -251,6 +269,7 @@ _MODEL = "model"
 _STOP = "stop rules and decisions"
 _EVALUATION = "evaluation"
 _CHECKS = "correctness checks"
+_TRUST = "holdout and hidden metrics"
 _OUTPUT = "session and output"
 _PARTS = {
     _OBJECTIVE: "task",
@@ -258,6 +277,7 @@ _PARTS = {
     _STOP: "limits",
     _EVALUATION: "evaluation",
     _CHECKS: "checks",
+    _TRUST: "trust",
     _OUTPUT: "output",
 }
 
@@ -286,8 +306,11 @@ OPTIONS: tuple[Option, ...] = (
            _STOP, kind="int", default=3, parse=_at_least_one, metavar="K"),
     Option("min_improvement", "a run must beat the best by more than X (absolute, or 1% relative)", _STOP,
            default="0", parse=_threshold, metavar="X"),
-    Option("repeats", "evaluate each candidate N times and use the median", _STOP, kind="int", default=1,
-           parse=_at_least_one, metavar="N"),
+    Option("repeats", "evaluate each candidate N times and use the median; the best is measured again beside "
+           "each one (paired, interleaved)", _STOP, kind="int", default=1, parse=_at_least_one, metavar="N"),
+    Option("calibrate", "run the unchanged cell K times before the loop, report each metric's spread and set the "
+           "keep threshold from it (unless --min-improvement is given; 0: off)", _STOP, kind="int", default=0,
+           parse=_count, metavar="K"),
     Option("parallel", "proposals evaluated at a time (one model request each)", _STOP, kind="int", default=1,
            parse=_at_least_one, metavar="N"),
     Option("timeout", "seconds one evaluation may take", _EVALUATION, kind="float", default=600, parse=_positive,
@@ -310,6 +333,24 @@ OPTIONS: tuple[Option, ...] = (
            parse=_at_least_one, metavar="N", field="cell"),
     Option("check_timeout", "seconds each check may take (a timeout fails it)", _CHECKS, kind="float", default=300,
            parse=_positive, metavar="SECONDS", field="timeout"),
+    Option("hidden", "a metric the model never sees: not in prompts, history or reasons; you see it everywhere "
+           "(repeatable)", _TRUST, kind="list", default=(), parse=_names, metavar="NAME", into="task"),
+    Option("holdout", "a script that scores each candidate on data it never sees, in a process of its own; its "
+           "METRIC lines are hidden metrics", _TRUST, parse=_path, metavar="FILE.py"),
+    Option("holdout_cell", "in a notebook, the N-th code cell (counted as --cell counts) is the holdout instead",
+           _TRUST, kind="int", parse=_at_least_one, metavar="N"),
+    Option("holdout_inputs", "the candidate's variables the holdout reads, sent from its process (cloudpickled), "
+           "e.g. chosen,model", _TRUST, kind="list", default=(), parse=_names, metavar="NAMES"),
+    Option("holdout_files", "files the holdout reads: hidden from candidates in the sandbox, protected, never "
+           "named to the model (repeatable)", _TRUST, kind="list", default=(), parse=_items, metavar="GLOB"),
+    Option("select_by", "which metric picks the best kept run for export and best", _TRUST, kind="choice",
+           default="search", choices=("search", "holdout")),
+    Option("same_output", "a variable whose value must stay the baseline's, else the run is infeasible "
+           "(pandas and numpy aware; repeatable)", _TRUST, kind="list", default=(), parse=_names, metavar="NAME"),
+    Option("rtol", "relative tolerance of --same-output for numbers, arrays and frames", _TRUST, kind="float",
+           default=1e-7, parse=_non_negative, metavar="X", shown_default="1e-7"),
+    Option("atol", "absolute tolerance of --same-output", _TRUST, kind="float", default=0, parse=_non_negative,
+           metavar="X"),
     Option("session", "the session to create or resume (same name: it resumes)", _OUTPUT, metavar="NAME",
            keyword="name", shown_default="the file's or notebook's name"),
     Option("insert", "which accepted variants come back as notebook cells", _OUTPUT, kind="choice",
@@ -356,6 +397,7 @@ class RunConfig:
         checks: the correctness checks of a run that would be kept.
         model: which model proposes (``model`` None until resolved from the environment).
         output: session name, inserted cells, setup cells, CLI output.
+        trust: holdout, outputs that must not change, how the best is selected.
         given: the options some layer set explicitly (above the table's defaults).
     """
 
@@ -365,6 +407,7 @@ class RunConfig:
     checks: CheckSettings = field(default_factory=CheckSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    trust: TrustSettings = field(default_factory=TrustSettings)
     given: frozenset[str] = frozenset()
 
     @classmethod
@@ -399,6 +442,7 @@ class RunConfig:
             checks=CheckSettings(**parts["checks"]),
             model=ModelSettings(**parts["model"]),
             output=OutputSettings(**parts["output"]),
+            trust=TrustSettings(**parts["trust"]),
             given=frozenset(given),
         )
 

@@ -4,7 +4,7 @@ session's history and its journal (with ``best.py`` and the task document kept c
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from ..journal._document import task_document
 from ..journal._journal import Journal
 from ..proposers._propose import Proposal
 from ..protocol._failure import ModelFailure
+from ..protocol._hidden import model_record, model_runs, model_task
 from ..protocol._records import RunRecord, SegmentConfig
 from ._decide import Verdict, confidence
 
@@ -48,6 +49,7 @@ class Recorder:
         proposal: Proposal | None = None,
         baseline: bool = False,
         status: str | None = None,
+        flags: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Log one judged run; returns its record."""
         session = self.session
@@ -83,22 +85,34 @@ class Recorder:
             repeats=verdict.repeats,
             figures=figures,
             asi=asi,
+            model_error=verdict.model_error,
+            flags=flags or {},
+            paired=verdict.paired,
         )
         segment_runs = [r for r in session.runs if r.segment == segment] + [record]
         record = replace(record, confidence=confidence(segment_runs, session.task.direction))
         self.journal.append_run(record)
         with session._lock:
             session._runs.append(record)
-        best = session.best_run
+        best = session.best
         if best is not None and best.run == record.run:
             self.journal.write_best(record.code)
         self.document()
         return record
 
     def document(self) -> None:
-        """Rewrite the task document (``prompt.md``) from the session as it is now."""
+        """Rewrite the task document (``prompt.md``), the model's view of the session:
+        nothing hidden from it is in there."""
         session = self.session
-        self.journal.write_document(task_document(session.task, session.runs, name=session.name, best=session.best_run))
+        task, best = session.task, session.best_run
+        self.journal.write_document(
+            task_document(
+                model_task(task),
+                model_runs(session.runs, task),
+                name=session.name,
+                best=model_record(best, task) if best is not None else None,
+            )
+        )
 
     def config(self, segment: int) -> SegmentConfig:
         """Log the header that opens ``segment`` under the task's current rules."""
@@ -116,6 +130,8 @@ class Recorder:
             secondary=task.secondary,
             segment=segment,
             timestamp=now_ms(),
+            hidden=task.hidden,
+            holdout=task.holdout,
         )
         self.journal.append_config(config)
         with session._lock:

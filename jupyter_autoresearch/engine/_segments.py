@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from ..protocol._constraints import Constraint
 from ..protocol._errors import BaselineError, ConstraintError, OptionsError
+from ..protocol._hidden import hidden_path
 from ..protocol._task import TaskSpec
 from ._decide import judge
 from ._events import BaselineDone, ConstraintsChanged, Decision, ReasoningDelta, TaskInferred
+from ._trust import Measured, export_refusal, fold, pick_holdout
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -22,11 +24,13 @@ __all__ = ["baseline", "new_segment", "resume"]
 def baseline(loop: Loop) -> None:
     """Measure the unchanged cell as run 1; infer the task first if none was given."""
     session = loop.session
-    outcomes = loop.evaluate([1], [session.code])[0]
+    [measured] = loop.measure([1], [session.code])
+    outcomes = measured.outcomes
     failed = next((o for o in outcomes if o.kind != "ok"), None)
     if failed is not None:
         what = "timed out" if failed.kind == "timeout" else "crashed"
         raise BaselineError.from_outcome(failed.kind, what, failed.stderr_tail or (failed.error or ""))
+    _reference(loop, measured)
     metrics = outcomes[0].metrics
     written = {path for outcome in outcomes for path in outcome.written}
     if not session.off_limits_given:
@@ -34,6 +38,8 @@ def baseline(loop: Loop) -> None:
         session.task = replace(session.task, off_limits=tuple(p for p in session.task.off_limits if p not in written))
     if session.task.metric is None:
         _infer_task(loop, metrics, written)
+        if session.holdout_names:  # the one shown beside the primary metric, now known
+            session.task = replace(session.task, holdout=pick_holdout(session.task, session.holdout_names))
     loop.protect()
     metric = session.task.metric
     assert metric is not None
@@ -58,19 +64,98 @@ def baseline(loop: Loop) -> None:
         parent=None,
         hypothesis="Baseline: the cell as written.",
         baseline=True,
+        flags=measured.flags,
     )
     session._emit(BaselineDone(session.name, record))
-    session._emit(Decision(session.name, record, session.best_run))
+    session._emit(Decision(session.name, record, session.best_run, session.task.holdout))
+
+
+def _reference(loop: Loop, measured: Measured) -> None:
+    """Keep the unchanged cell's outputs for ``--same-output`` and learn the holdout's
+    metrics (hidden from the model from now on); a check that cannot work stops here."""
+    session, worker = loop.session, loop.session.holdout_worker
+    if worker is None:
+        return
+    name = worker.spec.holdout_name
+    missing = measured.outcomes[0].missing if measured.outcomes else ()
+    if missing:
+        options = " and ".join(
+            flag
+            for flag, names in (("--same-output", worker.spec.same_output), ("--holdout-inputs", worker.spec.inputs))
+            if set(names) & set(missing)
+        )
+        raise BaselineError(
+            f"the baseline (the unchanged cell) does not define {', '.join(missing)}, which {options} names; "
+            "define it in the cell, or name a variable the cell defines",
+            status="invalid",
+        )
+    if measured.refused is not None:
+        raise BaselineError(
+            f"the baseline (the unchanged cell) cannot be checked: {measured.refused[1]}", status="invalid"
+        )
+    if "holdout_failed" in measured.flags:
+        raise BaselineError(
+            f"the holdout failed on the baseline: {measured.flags['holdout_failed']}; fix {name}",
+            status="crash",
+            stderr_tail=measured.outcomes[0].stderr_tail,
+        )
+    worker.reference(measured.exported)
+    if worker.spec.holdout is None:
+        return
+    names = tuple(dict.fromkeys((*session.holdout_names, *measured.holdout)))
+    if not names:
+        raise BaselineError(
+            f"{name} printed no METRIC line for the baseline; print its score with "
+            'print(f"METRIC holdout_score={value}")',
+            status="invalid",
+        )
+    if session.task.metric in names:
+        raise BaselineError(
+            f"{name} prints {session.task.metric}, the metric the search optimises; name the holdout's score "
+            f"differently, e.g. holdout_{session.task.metric}",
+            status="invalid",
+        )
+    session.holdout_names = names
+    session.task = replace(
+        session.task,
+        hidden=tuple(dict.fromkeys((*session.task.hidden, *names))),
+        holdout=session.task.holdout if session.task.holdout in names else pick_holdout(session.task, names),
+    )
+
+
+def _reference_again(loop: Loop) -> None:
+    """A resumed session measures the unchanged cell once more for the checks' reference
+    (its outputs, the holdout's metrics); it is not a run."""
+    session, worker = loop.session, loop.session.holdout_worker
+    assert worker is not None
+    loop.check_stop()
+    [outcome] = loop.evaluator.evaluate([session.code], export=worker.spec.exports)
+    if outcome.kind != "ok":
+        raise BaselineError.from_outcome(
+            outcome.kind, "failed when measured again for the checks", outcome.stderr_tail or (outcome.error or "")
+        )
+    refused = export_refusal(outcome, worker.spec)
+    if refused is not None:
+        _reference(loop, Measured([outcome], refused))
+    [result] = worker.check([outcome.exported])
+    _reference(loop, fold([outcome], 0, result, session.holdout_names))
 
 
 def _infer_task(loop: Loop, metrics: Mapping[str, float], written: set[str]) -> None:
-    """Ask the proposer to draft the task from the cell, its metrics and its folder."""
+    """Ask the proposer to draft the task from the cell, its metrics and its folder
+    (nothing hidden: no hidden metric, no holdout file)."""
     session = loop.session
     assert session.proposer is not None and session.setup is not None
     folder = session.setup.folder
-    files = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    hidden = session.task.hidden_files
+    files = sorted(
+        name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not hidden_path(name := str(p.relative_to(folder)), hidden)
+    )
+    shown = {k: v for k, v in metrics.items() if k not in session.task.hidden}
     draft = session.proposer.infer_task(
-        session.code, metrics, files[:50], lambda text: session._emit(ReasoningDelta(session.name, 0, text))
+        session.code, shown, files[:50], lambda text: session._emit(ReasoningDelta(session.name, 0, text))
     )
     session.spent_usd += draft.cost_usd or 0.0
     task = session.task
@@ -109,7 +194,11 @@ def resume(loop: Loop) -> None:
         )
     if not session.off_limits_given:
         session.task = replace(session.task, off_limits=config.off_limits)
+    # What was hidden from the model stays hidden.
+    session.task = replace(session.task, hidden=tuple(dict.fromkeys((*session.task.hidden, *config.hidden))))
     loop.protect()
+    if session.holdout_worker is not None:
+        _reference_again(loop)
     if not session.constraints_given:
         session.task = session.task.with_constraints(list(config.constraints))  # text from the log
     elif set(session.task.constraint_texts) != set(config.constraints):
@@ -128,15 +217,16 @@ def new_segment(loop: Loop, constraints: Sequence[Constraint]) -> None:
     )
     session._emit(ConstraintsChanged(session.name, session.task.constraint_texts, segment, now_infeasible))
     run = loop.next_run()
-    outcomes = loop.evaluate([run], [parent.code])[0]
+    [measured] = loop.measure([run], [parent.code])
     record = loop.recorder.run(
         run,
         segment,
-        loop.checked(run, parent.code, judge(session.task, outcomes, None)),
-        outcomes,
+        loop.checked(run, parent.code, judge(session.task, measured.outcomes, None, refused=measured.refused)),
+        measured.outcomes,
         code=parent.code,
         parent=parent.run,
         hypothesis=f"Run {parent.run} re-evaluated under the new constraints.",
         baseline=True,
+        flags=measured.flags,
     )
-    session._emit(Decision(session.name, record, session.best_run))
+    session._emit(Decision(session.name, record, session.best_run, session.task.holdout))

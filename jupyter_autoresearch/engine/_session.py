@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..isolation._evaluate import Evaluator, WorkerSetup
+from ..isolation._holdout import HoldoutWorker
 from ..journal._journal import Journal, SessionLog
 from ..proposers._propose import Proposer
 from ..protocol._checks import Check
@@ -23,7 +24,7 @@ from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError, SessionError
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._task import Limits, TaskSpec
-from ._decide import STOP_REASONS, best_of
+from ._decide import STOP_REASONS, best_of, select_best
 from ._events import Event, Notice, StateChanged, Stopped, Subscriber
 from ._loop import Loop, StopRequested
 from ._target import Target
@@ -59,6 +60,11 @@ class Session:
         history: SessionLog | None = None,
         target: Target | None = None,
         checks: Sequence[Check] = (),
+        holdout_worker: HoldoutWorker | None = None,
+        holdout_setup: WorkerSetup | None = None,
+        select_by: str = "search",
+        min_improvement_given: bool = False,
+        holdout_files: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.target = target
@@ -73,6 +79,17 @@ class Session:
         self.off_limits_given = off_limits_given
         #: Correctness checks a run that would be kept must pass (``--check``, ``--check-cell``).
         self.checks = tuple(checks)
+        self.min_improvement_given = min_improvement_given
+        #: The checks after each candidate (holdout, same outputs), in a worker of their
+        #: own started from ``holdout_setup``.
+        self.holdout_worker = holdout_worker
+        self.holdout_setup = holdout_setup
+        #: Which metric picks :attr:`best`: ``search`` or ``holdout``.
+        self.select_by = select_by
+        #: The metrics the holdout prints (hidden; a candidate's own are ignored).
+        self.holdout_names: tuple[str, ...] = ()
+        #: The files the holdout reads: protected like off-limits files.
+        self.holdout_files = holdout_files
         self.state = "idle" if proposer is not None else "stopped"
         self.warnings: tuple[str, ...] = history.warnings if history else ()
         self.stop_reason: str | None = None
@@ -119,8 +136,10 @@ class Session:
 
     @property
     def best(self) -> RunRecord | None:
-        """The best kept run of the current segment: ``.code``, ``.metrics``, ``.run``."""
-        return self.best_run
+        """The best kept run of the current segment, as exports and ``best.py`` take it:
+        by the primary metric, or with ``--select-by holdout`` by the holdout metric.
+        ``.code``, ``.metrics``, ``.run``."""
+        return select_best(self.segment_runs(), self.task, self.select_by)
 
     @property
     def baseline_run(self) -> RunRecord | None:
@@ -166,13 +185,13 @@ class Session:
 
             ax = plt.figure(figsize=(8, 3.5)).add_subplot()
             ax.set_title(f"autoresearch session {self.name}")
-        return draw_metric(ax, self.runs, self.task.metric, self.task.direction)
+        return draw_metric(ax, self.runs, self.task.metric, self.task.direction, holdout=self.task.holdout)
 
     def _repr_html_(self) -> str:
         from ..views._html import summary_html
 
         state = self.state if not self.stop_reason else f"stopped ({self.stop_reason})"
-        return summary_html(self.name, self.task.metric, self.runs, self.best_run, state)
+        return summary_html(self.name, self.task.metric, self.runs, self.best, state, holdout=self.task.holdout)
 
     def __repr__(self) -> str:
         best = self.best_run
@@ -223,6 +242,8 @@ class Session:
         self._running.set()
         if self.evaluator is not None and self.state in ("running", "paused"):
             self.evaluator.cancel()
+            if self.holdout_worker is not None:
+                self.holdout_worker.cancel()
 
     def _transition(self, expected: str, state: str) -> bool:
         with self._lock:  # the loop may be ending in another thread
@@ -352,9 +373,11 @@ class Session:
             raise self.error from err
         finally:
             self.evaluator.close()
+            if self.holdout_worker is not None:
+                self.holdout_worker.close()
             if journal is not None:
                 journal.close()
             with self._lock:
                 self.state, self.stop_reason, self.stop_detail = "stopped", reason, detail
-            self._emit(Stopped(self.name, reason, detail, self.best_run, len(self._runs)))
+            self._emit(Stopped(self.name, reason, detail, self.best, len(self._runs)))
         return self

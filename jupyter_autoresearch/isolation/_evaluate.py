@@ -62,6 +62,12 @@ class Outcome:
         written: other files in the target's folder it opened for writing.
         imported: modules it imported that were not warm yet.
         figures: PNG images of the matplotlib figures it left open.
+        exported: the variables it was asked to export, cloudpickled (never unpickled
+            by the harness: only a checking process does); None when not asked or not
+            sent.
+        missing: variables it was asked to export and did not define.
+        export_problem: why the variables could not be sent, when they could not.
+        report: the JSON dict a checking run left in ``__autoresearch_report__``.
     """
 
     kind: OutcomeKind
@@ -75,6 +81,10 @@ class Outcome:
     written: tuple[str, ...] = ()
     imported: tuple[str, ...] = ()
     figures: tuple[bytes, ...] = ()
+    exported: bytes | None = None
+    missing: tuple[str, ...] = ()
+    export_problem: str | None = None
+    report: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,13 +129,22 @@ class Evaluator(ABC):
         else:
             log.warning("autoresearch: %s", text)
 
+    #: Whether :meth:`evaluate` takes ``export=``: names of variables each candidate sends
+    #: back, cloudpickled, for the checks (``--same-output``, ``--holdout-inputs``).
+    exports_values: bool = False
+
     @abstractmethod
     def start(self, setup: WorkerSetup) -> None:
         """Prepare the warm state; raises EvaluationError if the setup fails."""
 
     @abstractmethod
-    def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
-        """Run each code concurrently and return their outcomes in the same order."""
+    def evaluate(self, codes: Sequence[str], *, export: Sequence[str] = ()) -> list[Outcome]:
+        """Run each code concurrently and return their outcomes in the same order.
+
+        ``export`` names variables each run sends back, cloudpickled, in
+        ``Outcome.exported``; an evaluator that cannot (``exports_values`` False) is never
+        given any.
+        """
 
     @abstractmethod
     def protect(self, patterns: Sequence[str]) -> None:
@@ -321,6 +340,8 @@ class ForkEvaluator(Evaluator):
         1.0
     """
 
+    exports_values = True
+
     def __init__(self, settings: EvaluationSettings | None = None) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise EvaluationError("evaluation needs os.fork, which Windows lacks; use WSL")
@@ -460,8 +481,26 @@ class ForkEvaluator(Evaluator):
         if reply.get("error"):
             raise EvaluationError(f"{reply['error']}; fix that cell, or leave it out with --setup-cells")
 
-    def evaluate(self, codes: Sequence[str]) -> list[Outcome]:
-        return self._run([{"code": code, "timeout": self.settings.timeout} for code in codes])
+    def evaluate(
+        self, codes: Sequence[str], *, export: Sequence[str] = (), inputs: Sequence[bytes | None] | None = None
+    ) -> list[Outcome]:
+        """Run each code concurrently; outcomes in the same order.
+
+        Args:
+            export: variables each run sends back, cloudpickled (``Outcome.exported``).
+            inputs: bytes for each run, found still pickled in ``__autoresearch_inputs__``.
+        """
+        return self._run(
+            [
+                {
+                    "code": code,
+                    "timeout": self.settings.timeout,
+                    "export": list(export),
+                    "inputs": inputs[index] if inputs is not None else None,
+                }
+                for index, code in enumerate(codes)
+            ]
+        )
 
     def check(self, code: str, check: Check) -> Outcome:
         # A check cell runs after the candidate runs again: the candidate's time comes first.
@@ -470,8 +509,8 @@ class ForkEvaluator(Evaluator):
         return self._run([{"code": code, "timeout": timeout, "check": request}])[0]
 
     def _run(self, items: Sequence[dict[str, Any]]) -> list[Outcome]:
-        """Send one request per item (its ``code``, ``timeout`` and for a check ``check``)
-        and wait for all of them; a worker that ended is replaced."""
+        """Send one request per item (its ``code``, ``timeout``, for a check ``check``, and
+        ``export`` and ``inputs``) and wait for all of them; a worker that ended is replaced."""
         if self._broken is not None:
             raise self._broken
         if self._conn is None or self._proc is None:
@@ -564,6 +603,10 @@ class ForkEvaluator(Evaluator):
             written=tuple(report["written"]),
             imported=tuple(report["imported"]),
             figures=tuple(report["figures"]),
+            exported=report.get("exported"),
+            missing=tuple(report.get("missing") or ()),
+            export_problem=report.get("export_error"),
+            report=report.get("report"),
         )
 
     def cancel(self) -> None:

@@ -12,7 +12,11 @@ Requests (tuples sent over a :class:`multiprocessing.connection.Connection`):
 ``("cancel", None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
 
 A child reports back only through its output pipes and a result pipe carrying JSON:
-nothing a candidate writes is ever unpickled or executed here.
+nothing a candidate writes is ever unpickled or executed here. Variables a run is asked
+to ``export`` travel, cloudpickled, through a fourth pipe as bytes that only a checking
+process unpickles; a run given ``inputs`` finds those bytes, still pickled, in
+``__autoresearch_inputs__``, and a dict it leaves in ``__autoresearch_report__`` comes
+back as JSON.
 
 Nothing a candidate starts outlives its run: the worker is a child subreaper, so the
 processes a candidate leaves behind (daemons that called ``setsid``, orphans) become
@@ -51,6 +55,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 _METRIC_PREFIX = b"METRIC"
 _MAX_METRIC_NAMES = 10_000
 _MAX_RESULT = 64 * 1024 * 1024
+_MAX_EXPORT = 256 * 1024 * 1024  # pickled bytes of the exported variables
+_INPUTS, _REPORT = "__autoresearch_inputs__", "__autoresearch_report__"
 
 
 @dataclass
@@ -60,6 +66,7 @@ class _Stream:
     cap: int
     scan: bool = False
     whole: bool = False  # keep everything (the result pipe), up to _MAX_RESULT
+    limit: int = 0  # keep everything up to this many bytes (the exports pipe)
     tail: bytearray = field(default_factory=bytearray)
     partial: bytes = b""
     truncated: bool = False
@@ -69,7 +76,7 @@ class _Stream:
 
     def feed(self, data: bytes) -> None:
         self.tail += data
-        limit = _MAX_RESULT if self.whole else self.cap
+        limit = self.limit or (_MAX_RESULT if self.whole else self.cap)
         if len(self.tail) > limit:
             del self.tail[: len(self.tail) - limit]
             self.truncated = True
@@ -207,7 +214,7 @@ class Worker:
             # Named here, so the worker removes it even when the check is killed.
             name = f"autoresearch-candidate-{self.pid}-{request['id']}.py"
             request["candidate_file"] = os.path.join(tempfile.gettempdir(), name)
-        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, result
+        pipes = [os.pipe() for _ in range(4)]  # stdout, stderr, result, exports
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects that exist now are never collected in the child: the collector then
@@ -222,13 +229,18 @@ class Worker:
             os.close(write)
         cap = int(request.get("output_cap") or 65536)
         now = time.monotonic()
-        (out, _), (err, _), (result, _) = pipes
+        (out, _), (err, _), (result, _), (exports, _) = pipes
         child = _Child(
             request=request,
             pid=pid,
             started=now,
             deadline=now + float(request.get("timeout") or 1e9),
-            streams={out: _Stream(cap, scan=True), err: _Stream(cap), result: _Stream(cap, whole=True)},
+            streams={
+                out: _Stream(cap, scan=True),
+                err: _Stream(cap),
+                result: _Stream(cap, whole=True),
+                exports: _Stream(cap, limit=_MAX_EXPORT + 1),
+            },
         )
         for fd in child.streams:
             os.set_blocking(fd, False)
@@ -423,7 +435,7 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def _report(child: _Child) -> dict[str, Any]:
-    out, err, result_stream = child.streams.values()
+    out, err, result_stream, exports = child.streams.values()
     result: dict[str, Any] = {}
     if not result_stream.truncated:
         try:
@@ -471,6 +483,11 @@ def _report(child: _Child) -> dict[str, Any]:
         "touched": _strings(result.get("touched")),
         "written": _strings(result.get("written")),
         "imported": _strings(result.get("imported")),
+        # Only what was asked for (the candidate holds the pipe's other end either way).
+        "exported": (bytes(exports.tail) or None) if child.request.get("export") and not exports.truncated else None,
+        "missing": _strings(result.get("missing")),
+        "export_error": _text(result.get("export_error")) or None,
+        "report": result.get("report") if isinstance(result.get("report"), dict) else None,
     }
 
 
@@ -530,7 +547,9 @@ def _off_limits_hook(
     return hook
 
 
-def _child(worker: Worker, request: dict[str, Any], out_w: int, err_w: int, result_w: int) -> None:  # pragma: no cover
+def _child(  # pragma: no cover - runs in the child, reports through its pipes
+    worker: Worker, request: dict[str, Any], out_w: int, err_w: int, result_w: int, exports_w: int
+) -> None:
     code = 0
     try:
         # Die with the worker, so a worker that ends takes its running candidates along.
@@ -562,13 +581,17 @@ def _child(worker: Worker, request: dict[str, Any], out_w: int, err_w: int, resu
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        data = json.dumps(result).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(result_w, view) :]
+        _write_all(exports_w, result.pop("_exported", b""))
+        _write_all(result_w, json.dumps(result).encode())
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def _write_all(fd: int, data: bytes) -> None:  # pragma: no cover - runs in the child
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
@@ -582,6 +605,8 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
     sys.addaudithook(_off_limits_hook(worker.root, worker.off_limits, touched, written))
     before = set(sys.modules)
     namespace = dict(worker.namespace)
+    if request.get("inputs") is not None:
+        namespace[_INPUTS] = request["inputs"]  # bytes: the code that runs here unpickles them
     kind, error = "ok", None
     try:
         exec(compile(request["code"], "<candidate>", "exec"), namespace)
@@ -597,7 +622,7 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
         if isinstance(err, MemoryError):
             error += f" (memory limit {request.get('memory_mb')} MB: raise --memory-limit)"
     sys.stdout.flush()
-    return {
+    result: dict[str, Any] = {
         "kind": kind,
         "error": error,
         "figures": [base64.b64encode(png).decode() for png in _figures()],
@@ -606,6 +631,37 @@ def _execute(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:  # prag
         # Full names: lazily imported submodules (pandas.io.parsers...) are warmed too.
         "imported": sorted(set(sys.modules) - before),
     }
+    if kind == "ok" and request.get("export"):
+        result.update(_export(namespace, [str(n) for n in request["export"]]))
+    report = namespace.get(_REPORT)
+    if isinstance(report, dict):
+        try:
+            json.dumps(report)
+            result["report"] = report
+        except (TypeError, ValueError) as err:
+            result["report"] = {"error": f"the report is not JSON: {err}"}
+    return result
+
+
+def _export(namespace: dict[str, Any], names: list[str]) -> dict[str, Any]:  # pragma: no cover - in the child
+    """The variables ``names`` cloudpickled (``_exported``, for the exports pipe), and those
+    the run did not define."""
+    present = {name: namespace[name] for name in names if name in namespace}
+    missing = [name for name in names if name not in namespace]
+    try:
+        import cloudpickle
+
+        data = cloudpickle.dumps(present)
+    except BaseException as err:
+        shown = ", ".join(present)
+        return {"missing": missing, "export_error": f"cannot send {shown} to the checks ({type(err).__name__}: {err})"}
+    if len(data) > _MAX_EXPORT:
+        return {
+            "missing": missing,
+            "export_error": f"{', '.join(present)} pickled take {len(data) / 2**20:.0f} MiB, more than the "
+            f"{_MAX_EXPORT // 2**20} MiB the checks take; check a smaller summary of them",
+        }
+    return {"missing": missing, "_exported": data}
 
 
 def _check_command(worker: Worker, request: dict[str, Any], command: str) -> dict[str, Any]:  # pragma: no cover

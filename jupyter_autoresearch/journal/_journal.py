@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ..protocol._calibration import Calibration
 from ..protocol._errors import JournalError
 from ..protocol._failure import ModelFailure
 from ..protocol._records import RunRecord, SegmentConfig
@@ -196,6 +197,9 @@ class Journal:
 
     def append_failure(self, failure: ModelFailure) -> None:
         self._append(failure.to_json())
+
+    def append_calibration(self, calibration: Calibration) -> None:
+        self._append(calibration.to_json())
 
     def _write_text(self, name: str, text: str) -> Path:
         path = self.folder / name

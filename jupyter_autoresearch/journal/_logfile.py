@@ -49,7 +49,18 @@ _PI_FILES = {
 _AUTO = ".auto"
 #: Keys only our config headers (and replay recordings') carry; pi writes name, metricName,
 #: metricUnit and bestDirection.
-_OUR_HEADER_KEYS = frozenset({"segment", "constraints", "offLimits", "objective", "secondaryMetrics", "recorded"})
+_OUR_HEADER_KEYS = frozenset(
+    {
+        "segment",
+        "constraints",
+        "offLimits",
+        "objective",
+        "secondaryMetrics",
+        "recorded",
+        "hiddenMetrics",
+        "holdoutMetric",
+    }
+)
 
 
 def _pi_file(folder: Path, current: str) -> Path:

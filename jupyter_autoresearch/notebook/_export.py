@@ -20,8 +20,9 @@ EXPORT_TARGETS = ("cell", "replace", "file", "notebook", "branch")
 
 
 def winner(session: Session) -> RunRecord:
-    """The run to export: the best of the current segment."""
-    best = session.best_run
+    """The run to export: the best of the current segment (by the holdout metric with
+    ``--select-by holdout``)."""
+    best = session.best
     if best is None:
         raise ExportError(f"session {session.name} has no kept run to export yet; let the loop run first")
     return best

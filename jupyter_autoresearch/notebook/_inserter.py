@@ -115,5 +115,5 @@ class CellInserter:
     def _state(self) -> None:
         if not self.link.connected:
             return
-        best = self.session.best_run
+        best = self.session.best
         self.link.state(self.session.name, {"run": best.run, "metric": best.metric} if best else None)

@@ -16,7 +16,7 @@ from IPython.core.display_functions import display
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Enum, Float, Int, List, TraitType, Unicode
 
-from ..engine._factory import load_session, session_from_config
+from ..engine._factory import holdout_of, load_session, session_from_config
 from ..engine._options import (
     CONFIG,
     HelpShown,
@@ -158,9 +158,14 @@ class AutoresearchMagics(Magics):
             raise SessionError.already_running(
                 name, hint=f"stop it with %autoresearch stop --session {name}, or choose another --session"
             )
+        # The holdout starts from the variables it reads too; they go to its worker only.
+        holdout = holdout_of(target, config.trust)
+        holdout_namespace = None
+        if holdout is not None and options.setup_cells == "above":
+            holdout_namespace, _ = self._ship(names | _names_read(holdout.code), "above")
         # The state the worker starts from was resolved above (shipped variables or In[] cells).
         resolved = replace(config, output=replace(options, setup_cells="above"))
-        session = session_from_config(target, resolved, namespace=namespace)
+        session = session_from_config(target, resolved, namespace=namespace, holdout_namespace=holdout_namespace)
         register(session)
         self._ip.user_ns["_autoresearch"] = session
         link = bridge()
@@ -189,9 +194,9 @@ class AutoresearchMagics(Magics):
                 panel.refresh()
                 if shown is not None:
                     shown.update(panel)  # the final state for frontends without widgets
-        history = history_table(session.runs, session.task.metric)
+        history = history_table(session.runs, session.task.metric, holdout=session.task.holdout)
         display({"text/html": session._repr_html_(), "text/plain": f"{_status(session)}\n{history}"}, raw=True)
-        best = session.best_run
+        best = session.best
         if options.insert != "none" and best is not None and not best.is_baseline and (cell_id is None or link.refused):
             source, _ = variant_cell(session.name, best, session.task.metric)
             self._ip.set_next_input(source, replace=False)  # frontends without our extension
@@ -389,7 +394,7 @@ def _inserted(run: int, delivery: Delivery) -> str:
 
 
 def _status(session: Session) -> str:
-    best = session.best_run
+    best = session.best
     shown = (
         f"best run {best.run}: {session.task.metric}={best.metric:.8g}"
         if best and best.metric is not None

@@ -15,6 +15,8 @@ import ipywidgets as w
 
 from ..engine._events import (
     BaselineDone,
+    Calibrated,
+    Calibrating,
     CheckStarted,
     ConstraintsChanged,
     Decision,
@@ -38,6 +40,7 @@ from ..protocol._records import RunRecord, segment_baseline
 from ..views._cells import variant_cell
 from ..views._html import code_diff_html, error_html, history_html, notice_html, output_html
 from ..views._plot import figure_png, metric_figure
+from ..views._trust import calibration_lines, gap
 
 __all__ = ["Exporter", "Panel"]
 
@@ -238,6 +241,13 @@ class Panel:
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self.current_run, self.phase = event.run, f"evaluating{repeat}"
+        elif isinstance(event, Calibrating):
+            self.current_run, self.phase = None, f"calibrating ({event.runs} runs of the unchanged cell)"
+        elif isinstance(event, Calibrated):
+            self.phase = ""
+            self.message.value = escape(
+                "Noise measured: " + "; ".join(calibration_lines(event.metric, event.spreads, event.threshold))
+            )
         elif isinstance(event, CheckStarted):
             self.current_run, self.phase = event.run, f"checking ({event.label})"
         elif isinstance(event, ProposalFailed):
@@ -293,26 +303,33 @@ class Panel:
 
     def _draw_header(self) -> None:
         s = self.session
-        best = s.best_run
+        best = s.best
         first = segment_baseline(s.runs, best.segment if best else s.segment)
         baseline = first.metric if first else None
         metric = s.task.metric or "(inferring)"
+        holdout = s.task.holdout
         best_text = "-"
         if best is not None and best.metric is not None:
             best_text = f"{number(best.metric)} (run {best.run}) {change(best.metric, baseline)}".rstrip()
+        held: list[tuple[str, str]] = []
+        if holdout is not None and best is not None and holdout in best.metrics:
+            difference = gap(best, s.task.metric, holdout)
+            shown = f" (gap {difference:+.4g})" if difference is not None else ""
+            held = [(f"its {holdout}", f"{number(best.metrics[holdout])}{shown}")]
         limit = s.limits.max_iterations
         iteration = f"{s.iteration} of {limit}" if limit else str(s.iteration)
         elapsed = time.monotonic() - self.started if self.state != "idle" else 0
         state = self.state + (f" ({self.detail})" if self.detail else "")
         if self.phase and self.state == "running":
-            state += f", run {self.current_run}: {self.phase}"
+            state += f", run {self.current_run}: {self.phase}" if self.current_run else f", {self.phase}"
         confidence = best.confidence if best is not None else None
         items = [
             ("session", s.name),
             ("model", s.proposer.model if s.proposer else "-"),
             ("iteration", iteration),
             (f"baseline {metric}", number(baseline)),
-            ("best", best_text),
+            (f"best by {holdout}" if s.select_by == "holdout" and holdout else "best", best_text),
+            *held,
             ("confidence", f"{confidence:.2f}" if confidence is not None else "-"),
             ("tokens", f"{self.tokens:,}"),
             *([("model failures", str(self.model_failures))] if self.model_failures else []),
@@ -337,9 +354,9 @@ class Panel:
         self.page = min(self.page, pages - 1)
         end = len(runs) - self.page * PAGE
         shown = list(reversed(runs[max(0, end - PAGE) : end]))  # newest first
-        metric = s.task.metric
-        columns = [n for n in dict.fromkeys(k for r in runs[-50:] for k in r.metrics) if n != metric][:5]
-        self.history.value = history_html(shown, metric, s.best_run, columns=columns)
+        metric, holdout = s.task.metric, s.task.holdout
+        columns = [n for n in dict.fromkeys(k for r in runs[-50:] for k in r.metrics) if n not in (metric, holdout)][:5]
+        self.history.value = history_html(shown, metric, s.best, columns=columns, holdout=holdout)
         self.page_label.value = f"page {self.page + 1} of {pages} ({len(runs)} runs)"
         self.older.disabled = self.page >= pages - 1
         self.newer.disabled = self.page == 0
@@ -353,7 +370,7 @@ class Panel:
             if selected in {o[1] for o in options}:
                 self.run_picker.value = selected
         if runs:
-            self.chart.value = figure_png(metric_figure(runs, metric, s.task.direction))
+            self.chart.value = figure_png(metric_figure(runs, metric, s.task.direction, holdout=holdout))
         self._draw_header()
 
     def _page(self, step: int) -> None:

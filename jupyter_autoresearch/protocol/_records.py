@@ -77,6 +77,21 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
+def _finite_values(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON-safe copy: numbers that are not finite become null, lists are copied."""
+    if mapping is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, float):
+            out[key] = finite(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [finite(v) if isinstance(v, float) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run of the loop, as written to ``log.jsonl``.
@@ -92,6 +107,15 @@ class RunRecord:
         hypothesis: the model's reason for trying it.
         parent: the run whose code the model changed.
         error: why a run failed or was not kept, in one line.
+        model_error: the reason as the model reads it, when ``error`` names something
+            hidden from it (a hidden metric, a holdout file).
+        flags: what the user should know about the run, by kind (``overfit``: the
+            primary metric improved but the holdout worsened; ``hidden_printed``: the cell
+            printed a holdout metric itself, which was ignored; ``holdout_failed``).
+        paired: with ``--repeats``, the decision against the best measured again beside
+            this run: ``incumbent`` (its run), ``incumbent_metric`` and
+            ``incumbent_repeats``, ``gain`` (median paired improvement), ``noise`` (its
+            MAD), ``need`` (the threshold), ``pairs``.
     """
 
     run: int
@@ -117,10 +141,16 @@ class RunRecord:
     figures: tuple[str, ...] = ()
     asi: Mapping[str, Any] = field(default_factory=dict)
     commit: str | None = None
+    model_error: str | None = None
+    flags: Mapping[str, str] = field(default_factory=dict)
+    paired: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "asi", _frozen(self.asi))
+        object.__setattr__(self, "flags", _frozen(self.flags))
+        if self.paired is not None:
+            object.__setattr__(self, "paired", _frozen(self.paired))
 
     @property
     def kept(self) -> bool:
@@ -160,6 +190,9 @@ class RunRecord:
             "stdout_tail": self.stdout_tail,
             "stderr_tail": self.stderr_tail,
             "figures": list(self.figures),
+            "model_error": self.model_error,
+            "flags": dict(self.flags),
+            "paired": _finite_values(self.paired),
         }
 
     @classmethod
@@ -192,6 +225,9 @@ class RunRecord:
                 "stderr_tail": str(data.get("stderr_tail") or ""),
                 "repeats": tuple(v for v in map(finite, data.get("repeats") or ()) if v is not None),
                 "figures": tuple(data.get("figures") or ()),
+                "model_error": data.get("model_error") if isinstance(data.get("model_error"), str) else None,
+                "flags": {str(k): str(v) for k, v in (data.get("flags") or {}).items()},
+                "paired": data.get("paired") if isinstance(data.get("paired"), Mapping) else None,
             },
         )
 
@@ -266,7 +302,8 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    """A config header of the log: starts a segment with its rules."""
+    """A config header of the log: starts a segment with its rules (``hidden``: the
+    metrics the model never sees; ``holdout``: the one shown beside the primary)."""
 
     name: str
     metric_name: str
@@ -278,6 +315,8 @@ class SegmentConfig:
     secondary: tuple[str, ...] = ()
     segment: int = 0
     timestamp: int = 0
+    hidden: tuple[str, ...] = ()
+    holdout: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -292,6 +331,8 @@ class SegmentConfig:
             "objective": self.objective,
             "secondaryMetrics": list(self.secondary),
             "timestamp": self.timestamp,
+            "hiddenMetrics": list(self.hidden),
+            "holdoutMetric": self.holdout,
         }
 
     @classmethod
@@ -307,4 +348,6 @@ class SegmentConfig:
             secondary=tuple(data.get("secondaryMetrics") or ()),
             segment=int(data.get("segment", segment)),
             timestamp=int(data.get("timestamp") or 0),
+            hidden=tuple(data.get("hiddenMetrics") or ()),
+            holdout=data.get("holdoutMetric") if isinstance(data.get("holdoutMetric"), str) else None,
         )

@@ -1,4 +1,4 @@
-"""Typed settings of the evaluator and the model front, filled once from the options table."""
+"""Typed settings of the evaluator, the model front and the holdout, filled once from the options table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal, get_args
 
 from ._errors import OptionsError
 
-__all__ = ["SANDBOX_MODES", "CheckSettings", "EvaluationSettings", "ModelSettings", "SandboxMode"]
+__all__ = ["SANDBOX_MODES", "CheckSettings", "EvaluationSettings", "ModelSettings", "SandboxMode", "TrustSettings"]
 
 #: ``auto``: confine candidates where bubblewrap works, and say once where it does not;
 #: ``on``: refuse to run them unconfined; ``off``: never confine them.
@@ -89,3 +89,65 @@ class ModelSettings:
     num_retries: int = 3
     timeout: float = 600.0
     temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """What is checked after each candidate, outside its process.
+
+    Attributes:
+        holdout: a Python file that scores each candidate on data it never sees; its
+            METRIC lines are hidden metrics.
+        holdout_cell: in a notebook, the N-th code cell (as ``--cell`` counts) instead.
+        holdout_inputs: the candidate's variables the holdout reads (sent cloudpickled).
+        holdout_files: glob patterns of the files the holdout reads: hidden from
+            candidates (in the sandbox) and never named to the model.
+        same_output: variables whose value must stay the baseline's.
+        rtol: relative tolerance of ``same_output`` for numbers, arrays and frames.
+        atol: absolute tolerance of ``same_output``.
+        select_by: ``search`` (the primary metric) or ``holdout``: which metric picks
+            the best kept run for export and ``best``.
+    """
+
+    holdout: Path | None = None
+    holdout_cell: int | None = None
+    holdout_inputs: tuple[str, ...] = ()
+    holdout_files: tuple[str, ...] = ()
+    same_output: tuple[str, ...] = ()
+    rtol: float = 1e-7
+    atol: float = 0.0
+    select_by: Literal["search", "holdout"] = "search"
+
+    def __post_init__(self) -> None:
+        if self.holdout is not None and self.holdout_cell is not None:
+            raise OptionsError("give --holdout FILE.py or --holdout-cell N, not both", option="holdout")
+        if self.holdout_inputs and not self.has_holdout:
+            raise OptionsError(
+                f"--holdout-inputs {','.join(self.holdout_inputs)} needs a holdout to read them: "
+                "add --holdout FILE.py (or --holdout-cell N in a notebook)",
+                option="holdout_inputs",
+            )
+        if self.select_by == "holdout" and not self.has_holdout:
+            raise OptionsError(
+                "--select-by holdout needs a holdout metric: add --holdout FILE.py (or --holdout-cell N)",
+                option="select_by",
+            )
+        for name in (*self.holdout_inputs, *self.same_output):
+            if not name.isidentifier():
+                raise OptionsError(f"{name!r} is not a variable name; name variables the cell defines")
+        if self.rtol < 0 or self.atol < 0:
+            raise OptionsError("--rtol and --atol must be 0 or more")
+
+    @property
+    def has_holdout(self) -> bool:
+        return self.holdout is not None or self.holdout_cell is not None
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """The candidate's variables sent to the checks after each run."""
+        return tuple(dict.fromkeys((*self.same_output, *self.holdout_inputs)))
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is checked after each candidate."""
+        return self.has_holdout or bool(self.same_output)

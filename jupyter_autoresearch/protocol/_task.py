@@ -23,6 +23,7 @@ class Threshold:
 
     value: float = 0.0
     percent: bool = False
+    calibrated: bool = False  # measured by --calibrate, not given
 
     @classmethod
     def parse(cls, text: str | float) -> Threshold:
@@ -48,6 +49,11 @@ class Threshold:
     def __str__(self) -> str:
         return f"{self.value:g}%" if self.percent else f"{self.value:g}"
 
+    @property
+    def source(self) -> str:
+        """Where the threshold comes from, as a reason names it."""
+        return f"the threshold {self} measured by --calibrate" if self.calibrated else f"--min-improvement {self}"
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -61,6 +67,11 @@ class TaskSpec:
         objective: the task in prose, for the model and the reader.
         unit: the primary metric's unit, if any.
         secondary: other metrics worth showing.
+        hidden: metrics the model never sees (``--hidden``, and what a holdout prints);
+            the user sees them everywhere.
+        holdout: the holdout metric shown beside the primary one (a hidden metric).
+        hidden_files: glob patterns of files whose names and contents the model must
+            not learn (holdout code and data).
     """
 
     metric: str | None = None
@@ -70,12 +81,27 @@ class TaskSpec:
     objective: str = ""
     unit: str = ""
     secondary: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    holdout: str | None = None
+    hidden_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.metric is not None:
             check_metric_name(self.metric)
         if self.direction not in ("higher", "lower"):
             raise OptionsError(f"direction {self.direction!r} must be 'higher' or 'lower'")
+        for name in self.hidden:
+            check_metric_name(name)
+        if self.metric is not None and self.metric in self.hidden:
+            raise OptionsError(
+                f"--hidden {self.metric}: the primary metric is what the model optimises, so it cannot be "
+                "hidden; hide other metrics, or score on hidden data with --holdout",
+                option="hidden",
+            )
+
+    def is_hidden(self, constraint: Constraint) -> bool:
+        """Whether ``constraint`` reads a hidden metric (the model never sees it)."""
+        return bool(constraint.names & set(self.hidden))
 
     def with_constraints(self, texts: tuple[str, ...] | list[str]) -> TaskSpec:
         """A copy of the task with the constraints replaced by ``texts`` (parsed)."""
@@ -145,7 +171,9 @@ class Limits:
         max_cost: stop once the model calls cost this many US dollars.
         max_time: stop after this many seconds of wall-clock time.
         min_improvement: how much a run must beat the best to be kept.
-        repeats: evaluations per run; the run's metric is their median.
+        repeats: evaluations per run; the run's metric is their median, and the best
+            is measured again beside each challenger (paired).
+        calibrate: runs of the unchanged cell before the loop, to measure the noise.
         parallel: proposals evaluated at a time.
         max_model_failures: stop after this many failed model requests in a row.
     """
@@ -158,9 +186,10 @@ class Limits:
     repeats: int = 1
     parallel: int = 1
     max_model_failures: int = 3
+    calibrate: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_iterations", "plateau"):
+        for name in ("max_iterations", "plateau", "calibrate"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise OptionsError(f"--{name.replace('_', '-')} {value} must be 0 or more")

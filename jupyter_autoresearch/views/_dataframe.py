@@ -29,6 +29,7 @@ def runs_dataframe(runs: Sequence[RunRecord]) -> pandas.DataFrame:
             tokens=r.tokens,
             cost_usd=r.cost_usd,
             confidence=r.confidence,
+            flags=dict(r.flags),
             code=r.code,
         )
         rows.append(row)

@@ -9,6 +9,7 @@ from html import escape
 from ..protocol._format import change, note, number, short
 from ..protocol._records import RunRecord, segment_baseline
 from ._status import status_style
+from ._trust import OVERFIT_MARK, flag_notes, gap, overfit, paired_text
 
 __all__ = ["code_diff_html", "error_html", "history_html", "notice_html", "output_html", "status_badge", "summary_html"]
 
@@ -34,20 +35,42 @@ def status_badge(status: str) -> str:
 
 
 def history_html(
-    runs: Sequence[RunRecord], metric: str | None, best: RunRecord | None, *, columns: Sequence[str] = ()
+    runs: Sequence[RunRecord],
+    metric: str | None,
+    best: RunRecord | None,
+    *,
+    columns: Sequence[str] = (),
+    holdout: str | None = None,
 ) -> str:
-    """A table of runs: status, primary metric, change against best, secondary metrics, hypothesis."""
-    head = ["run", "status", metric or "metric", "vs best", *columns, "hypothesis / reason"]
+    """A table of runs: status, primary metric, change against best, secondary metrics, hypothesis.
+
+    With a ``holdout`` metric, kept runs show it beside the primary one with their gap,
+    and a kept run whose holdout got worse is marked.
+    """
+    held = [holdout, "gap"] if holdout else []
+    head = ["run", "status", metric or "metric", *held, "vs best", *columns, "hypothesis / reason"]
     rows = ["<tr>" + "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head) + "</tr>"]
     reference = best.metric if best else None
     for r in runs:
+        shown = []
+        if holdout:
+            difference = gap(r, metric, holdout) if r.kept else None
+            shown = [
+                escape(number(r.metrics.get(holdout) if r.kept else None, "")),
+                "" if difference is None else escape(f"{difference:+.4g}"),
+            ]
+        badge = status_badge(r.status)
+        if overfit(r):
+            badge += f' <span title="{escape(r.flags["overfit"])}" style="color:#c62828">{OVERFIT_MARK}</span>'
+        text = " ".join([note(r), *(f"[{n}]" for n in flag_notes(r) if not overfit(r) or n != r.flags["overfit"])])
         cells = [
             str(r.run),
-            status_badge(r.status),
+            badge,
             escape(number(r.metric, "")),
+            *shown,
             "" if best and r.run == best.run else escape(change(r.metric, reference)),
             *(escape(number(r.metrics.get(c), "")) for c in columns),
-            escape(short(note(r), 140)),
+            escape(short(text, 160)),
         ]
         weight = "font-weight:600;" if best is not None and r.run == best.run else ""
         rows.append(f'<tr style="{weight}">' + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
@@ -72,11 +95,17 @@ def code_diff_html(parent: str, code: str, *, title: str = "") -> str:
 
 
 def output_html(record: RunRecord) -> str:
-    """A run's error and the tails of its output."""
+    """A run's error, what the checks found, its paired decision and the tails of its output."""
     parts = []
     if record.error:
         # A failed check's reason carries the tail of its output: keep its lines.
         parts.append(f"<div style='white-space:pre-wrap'><b>{escape(record.status)}:</b> {escape(record.error)}</div>")
+    if record.model_error:
+        parts.append(f"<div style='color:#757575'>the model read: {escape(record.model_error)}</div>")
+    for text in flag_notes(record):
+        parts.append(f"<div style='color:{status_style('infeasible').colour}'>{OVERFIT_MARK} {escape(text)}</div>")
+    if record.paired:
+        parts.append(f"<div>{escape(paired_text(record))}</div>")
     for label, text in (("stdout", record.stdout_tail), ("stderr", record.stderr_tail)):
         if text.strip():
             tail = "\n".join(text.rstrip().splitlines()[-30:])
@@ -88,7 +117,14 @@ def output_html(record: RunRecord) -> str:
 
 
 def summary_html(
-    name: str, metric: str | None, runs: Sequence[RunRecord], best: RunRecord | None, state: str, latest: int = 15
+    name: str,
+    metric: str | None,
+    runs: Sequence[RunRecord],
+    best: RunRecord | None,
+    state: str,
+    latest: int = 15,
+    *,
+    holdout: str | None = None,
 ) -> str:
     """The rich display of a session object; the baseline is the first run of the best's segment."""
     first = segment_baseline(runs, best.segment if best else runs[-1].segment) if runs else None
@@ -105,5 +141,5 @@ def summary_html(
     return (
         f"<div><b>autoresearch session {escape(name)}</b> — {escape(state)}; {len(runs)} runs; "
         f"{escape(metric or '')} baseline {escape(number(baseline))}, best {best_text}</div>{more}"
-        + history_html(shown, metric, best)
+        + history_html(shown, metric, best, holdout=holdout)
     )

@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol._records import FAILED, RunRecord
 from ._status import status_style
+from ._trust import overfit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["draw_metric", "figure_png", "metric_figure"]
+
+_HOLDOUT = "#6a1b9a"  # the holdout metric's colour in the chart
 
 #: Markers of the statuses that have a metric to plot (colours and labels: ``_status``).
 _MARKERS: dict[str, dict[str, Any]] = {
@@ -24,19 +27,32 @@ _MARKERS: dict[str, dict[str, Any]] = {
 
 
 def metric_figure(
-    runs: Sequence[RunRecord], metric: str | None, direction: str = "higher", *, width: float = 7.0, height: float = 3.0
+    runs: Sequence[RunRecord],
+    metric: str | None,
+    direction: str = "higher",
+    *,
+    width: float = 7.0,
+    height: float = 3.0,
+    holdout: str | None = None,
 ) -> Figure:
     """A standalone figure (no pyplot), for the panel."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
-    draw_metric(figure.add_subplot(), runs, metric, direction)
+    draw_metric(figure.add_subplot(), runs, metric, direction, holdout=holdout)
     figure.tight_layout()
     return figure
 
 
-def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direction: str = "higher") -> Axes:
-    """Kept runs marked, a best-so-far line per segment, infeasible, checks_failed and failed runs distinct."""
+def draw_metric(
+    axes: Axes, runs: Sequence[RunRecord], metric: str | None, direction: str = "higher", *, holdout: str | None = None
+) -> Axes:
+    """Kept runs marked, a best-so-far line per segment, infeasible, checks_failed and failed runs distinct.
+
+    With a ``holdout`` metric, the kept runs' holdout values are drawn too (hollow, joined
+    by a dashed line; on a second axis when their scale is far from the primary metric's),
+    and kept runs whose holdout got worse are ringed.
+    """
     measured = [r for r in runs if r.metric is not None]
     for status, marker in _MARKERS.items():
         chosen = [r for r in measured if r.status == status]
@@ -95,6 +111,8 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
                 fontsize=8,
                 color="#607d8b",
             )
+    if holdout is not None:
+        _draw_holdout(axes, runs, metric, holdout)
     axes.set_xlabel("run")
     axes.set_ylabel(metric or "metric")
     axes.grid(alpha=0.3)
@@ -104,6 +122,42 @@ def draw_metric(axes: Axes, runs: Sequence[RunRecord], metric: str | None, direc
 
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return axes
+
+
+def _draw_holdout(axes: Axes, runs: Sequence[RunRecord], metric: str | None, holdout: str) -> None:
+    kept = [r for r in runs if r.kept and holdout in r.metrics]
+    if not kept:
+        return
+    xs, ys = [r.run for r in kept], [r.metrics[holdout] for r in kept]
+    searched = [r.metric for r in runs if r.metric is not None]
+    target = axes
+    if searched and not _comparable(searched, ys):
+        target = axes.twinx()  # another scale: its own axis, labelled
+        target.set_ylabel(holdout, color=_HOLDOUT)
+    target.plot(xs, ys, linestyle="--", color=_HOLDOUT, linewidth=1, alpha=0.7)
+    target.scatter(xs, ys, marker="D", s=30, facecolors="none", edgecolors=_HOLDOUT, zorder=4, label=holdout)
+    worse = [r for r in kept if overfit(r)]
+    if worse:
+        target.scatter(
+            [r.run for r in worse],
+            [r.metrics[holdout] for r in worse],
+            marker="o",
+            s=150,
+            facecolors="none",
+            edgecolors=status_style("crash").colour,
+            linewidths=1.5,
+            zorder=5,
+            label=f"{holdout} worse",
+        )
+    if target is not axes:
+        target.legend(fontsize=8, loc="lower right")
+
+
+def _comparable(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two series can share an axis: the distance between their ranges is no more
+    than the wider range (a holdout of the same kind as the search metric)."""
+    distance = max(min(b) - max(a), min(a) - max(b), 0.0)
+    return distance <= max(max(a) - min(a), max(b) - min(b))
 
 
 def figure_png(figure: Figure) -> bytes:

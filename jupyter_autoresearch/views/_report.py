@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ..protocol._format import change, note, number, short
 from ..protocol._records import RunRecord, SegmentConfig, segment_baseline
 from ..protocol._task import direction_text
+from ._trust import OVERFIT_MARK, gap, overfit
 
 __all__ = ["history_table"]
 
@@ -17,15 +18,19 @@ def history_table(
     *,
     configs: Sequence[SegmentConfig] = (),
     width: int = 60,
+    holdout: str | None = None,
 ) -> str:
     """A fixed-width table of runs, one line each, segments separated.
 
     Each run is compared with the first run of its own segment, as pi-autoresearch does.
     A segment whose header names another metric or direction says so on its separator.
+    With a ``holdout`` metric, kept runs show it beside the search metric with their gap;
+    a kept run whose holdout got worse is marked.
     """
     if not runs:
         return "(no runs)"
-    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
+    held = f"  {holdout:>16}  {'gap':>10}" if holdout else ""
+    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}{held}  hypothesis"
     lines = [header, "-" * min(len(header) + width, 140)]
     segment: int | None = None
     shown: tuple[str | None, str | None] = (metric, None)
@@ -42,8 +47,14 @@ def history_table(
             if rules:
                 lines.append(f"{'':>4}  -- segment {segment}: {'; '.join(rules)}")
         first = baselines[r.segment]
+        status = f"{r.status} {OVERFIT_MARK}" if overfit(r) else r.status
+        beside = ""
+        if holdout:
+            value = r.metrics.get(holdout) if r.kept else None
+            difference = gap(r, metric, holdout) if r.kept else None
+            beside = f"  {number(value, ''):>16}  {'' if difference is None else f'{difference:+.4g}':>10}"
         lines.append(
-            f"{r.run:>4}  {r.segment:>3}  {r.status:<13}  {number(r.metric):>16}  "
-            f"{change(r.metric, first.metric if first else None):>20}  {short(note(r), width)}"
+            f"{r.run:>4}  {r.segment:>3}  {status:<13}  {number(r.metric):>16}  "
+            f"{change(r.metric, first.metric if first else None):>20}{beside}  {short(note(r), width)}"
         )
     return "\n".join(lines)
