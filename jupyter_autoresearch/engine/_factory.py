@@ -304,7 +304,7 @@ def session_from_config(
     if trust.active:
         if trust.exports and not evaluator.exports_values:
             raise OptionsError(
-                f"{type(evaluator).__name__} cannot send a candidate's variables to the checks; "
+                f"{type(evaluator).__name__} cannot send a candidate's variables to the holdout; "
                 "--same-output and --holdout-inputs need the ForkEvaluator",
                 option="same_output" if trust.same_output else "holdout_inputs",
             )

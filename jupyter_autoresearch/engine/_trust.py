@@ -1,4 +1,4 @@
-"""What the checks after a candidate change in its run: hidden holdout metrics added, the
+"""What the holdout and ``--same-output`` change in a candidate's run: hidden holdout metrics added, the
 holdout's names refused from the candidate's own output, outputs that changed, and flags
 for the user.
 
@@ -57,12 +57,12 @@ def export_refusal(outcome: Outcome, spec: HoldoutSpec) -> tuple[Status, str] | 
     if outcome.export_problem:
         return "invalid", outcome.export_problem
     if outcome.exported is None and spec.exports:
-        return "invalid", "the evaluator sent back none of the variables the checks need"
+        return "invalid", "the evaluator sent back none of the variables the holdout and --same-output need"
     if outcome.missing:
         same = [n for n in outcome.missing if n in spec.same_output]
         if same:
             return "invalid", f"the cell no longer defines {', '.join(same)} (--same-output compares it)"
-        return "invalid", f"the cell no longer defines {', '.join(outcome.missing)}, which a later check reads"
+        return "invalid", f"the cell no longer defines {', '.join(outcome.missing)}, which the holdout reads"
     return None
 
 

@@ -1,4 +1,4 @@
-"""The checks that run after a candidate, in a process of their own: outputs that must
+"""What runs after a candidate in the holdout's worker, a process of its own: outputs that must
 stay the baseline's (``--same-output``) and the holdout (``--holdout``).
 
 This module runs inside the checking worker: its source is executed there in a private

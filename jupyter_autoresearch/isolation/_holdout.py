@@ -1,6 +1,7 @@
-"""The checks after each candidate, run in a warm worker of their own.
+"""The holdout and the ``--same-output`` comparison after each candidate, in a warm worker
+of their own.
 
-A candidate's worker sends back the variables the checks need, cloudpickled, as bytes it
+A candidate's worker sends back the variables they need, cloudpickled, as bytes it
 never unpickles; the engine hands those bytes on, still pickled, to this second worker,
 where a forked child unpickles them (with the baseline's, for ``--same-output``),
 compares the outputs and runs the holdout (``--holdout``) on the named inputs. The
@@ -131,7 +132,7 @@ class HoldoutWorker:
         """Check candidates by the variables they sent back (None: none were asked for),
         together; results in order."""
         if self._evaluator is None:
-            raise EvaluationError("the checks are not started: call start() first")
+            raise EvaluationError("the holdout worker is not started: call start() first")
         nothing = pickle.dumps({})
         inputs = [pickle.dumps((data or nothing, self._reference)) for data in exported]
         outcomes = self._evaluator.evaluate([_RUN] * len(inputs), inputs=inputs)

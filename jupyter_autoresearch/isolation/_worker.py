@@ -654,12 +654,12 @@ def _export(namespace: dict[str, Any], names: list[str]) -> dict[str, Any]:  # p
         data = cloudpickle.dumps(present)
     except BaseException as err:
         shown = ", ".join(present)
-        return {"missing": missing, "export_error": f"cannot send {shown} to the checks ({type(err).__name__}: {err})"}
+        return {"missing": missing, "export_error": f"cannot send {shown} to the holdout ({type(err).__name__}: {err})"}
     if len(data) > _MAX_EXPORT:
         return {
             "missing": missing,
             "export_error": f"{', '.join(present)} pickled take {len(data) / 2**20:.0f} MiB, more than the "
-            f"{_MAX_EXPORT // 2**20} MiB the checks take; check a smaller summary of them",
+            f"{_MAX_EXPORT // 2**20} MiB the holdout takes; compare a smaller summary of them",
         }
     return {"missing": missing, "_exported": data}
 
