@@ -434,3 +434,34 @@ def test_a_failed_model_request_shows_on_the_panel(tmp_path: Path, llm: LLMServe
     session.run()
     assert any("The model failed, no run (1 of 3 in a row before the session stops)" in m for m in messages)
     assert "model failures</span> <b>1</b>" in panel.header.value and len(session.runs) == 2
+
+
+def test_the_notebook_in_a_kernel_after_the_command_line_tells_its_story(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example run headless, then opened and run in a kernel: the same segments, nothing added."""
+    import shutil
+
+    import nbformat
+    from conftest import EXAMPLES
+
+    from jupyter_autoresearch.cli import main
+
+    for name in ("marketing_budget.ipynb", "marketing_budget.session.jsonl", "marketing_campaign_estimations.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    assert main(["run", str(tmp_path / "marketing_budget.ipynb")]) == 0
+    log = tmp_path / ".autoresearch" / "marketing_budget" / "log.jsonl"
+    written = log.read_text()
+    sessions = []
+    for cell in nbformat.read(tmp_path / "marketing_budget.ipynb", as_version=4).cells:
+        if "load_session" in cell.source:
+            break  # the cells after the two benchmarks read the log
+        if cell.cell_type != "code":
+            continue
+        assert ip.run_cell(cell.source).success
+        if cell.source.startswith("%%autoresearch"):
+            sessions.append(ip.user_ns["_autoresearch"])
+    assert log.read_text() == written
+    shown = [(s.stop_reason, s.segment, s.best_run.run) for s in sessions]
+    assert shown == [("up-to-date", 0, 6), ("up-to-date", 1, 9)]
+    assert "is up to date: 10 runs, best run 6 110.1627" in sessions[0].stop_detail

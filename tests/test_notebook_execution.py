@@ -55,7 +55,7 @@ def test_marketing_notebook_runs_headless_into_a_small_clean_notebook(
     ]
     assert len(summaries) == 2  # one per %%autoresearch cell
     assert all("stopped" in s["text/html"] and "marketing_budget" in s["text/html"] for s in summaries)
-    assert "best run 6: 110.1627" in summaries[0]["text/html"] and "best run 10: 109.8699" in summaries[1]["text/html"]
+    assert "best run 6: 110.1627" in summaries[0]["text/html"] and "best run 9: 109.8699" in summaries[1]["text/html"]
     assert "95.9106" in summaries[0]["text/html"] and "infeasible" in summaries[0]["text/html"]
     texts = [
         o.data["text/plain"] for c in notebook.cells for o in c.get("outputs", []) if "text/plain" in o.get("data", {})

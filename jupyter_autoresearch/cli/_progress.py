@@ -58,9 +58,17 @@ class ProgressPrinter:
             if event.task.objective:
                 self._print(f"  ({short(event.task.objective, 100)})")
         elif isinstance(event, ConstraintsChanged):
-            self._print(f"  -- segment {event.segment}: constraints now {', '.join(event.constraints) or 'none'}")
+            rules = ", ".join(event.constraints) or "none"
+            if event.again:
+                self._print(f"  -- back in segment {event.segment}: constraints {rules}")
+            else:
+                self._print(f"  -- segment {event.segment}: constraints now {rules}")
             if event.now_infeasible:
                 self._print(f"     kept runs now infeasible: {', '.join(map(str, event.now_infeasible))}")
+            if event.winner is not None:
+                self._print(f"     run {event.winner} meets them by its recorded metrics: re-measured")
+            elif not event.again:
+                self._print("     no run so far meets them: the next proposals start from the latest best")
         elif isinstance(event, ProposalReady) and (event.hypothesis or event.problem):
             self._print(f"  ... {short(event.hypothesis or event.problem or '', 110)}")
         elif isinstance(event, ProposalFailed):
@@ -76,6 +84,8 @@ class ProgressPrinter:
             self._print(f"  [{event.state}]")
         elif isinstance(event, Notice):
             self._print(f"  warning: {event.text}")
+        elif isinstance(event, Stopped) and event.reason == "up-to-date":
+            self._print(f"autoresearch: {event.detail}")
         elif isinstance(event, Stopped):
             best = event.best
             tail = f"; best run {best.run}: {number(best.metric)}" if best else ""

@@ -12,20 +12,35 @@ from ..protocol._records import RunRecord, Status
 from ..protocol._task import Limits, TaskSpec, Threshold
 
 __all__ = [
+    "MEASURED",
     "STOP_REASONS",
     "Verdict",
     "best_of",
+    "best_satisfying",
     "better",
     "confidence",
     "judge",
     "mad",
     "median_metrics",
     "runs_without_keep",
+    "segment_winner",
     "stop_rule",
 ]
 
-#: Why a loop can end.
-STOP_REASONS = ("max-iterations", "plateau", "done", "max-cost", "max-time", "user", "interrupted", "error")
+#: Why a loop can end ("up-to-date": a rerun whose proposer had nothing new).
+STOP_REASONS = (
+    "max-iterations",
+    "plateau",
+    "done",
+    "up-to-date",
+    "max-cost",
+    "max-time",
+    "user",
+    "interrupted",
+    "error",
+)
+#: Statuses whose recorded metrics measured the cell (what another segment's rules may judge).
+MEASURED = frozenset({"keep", "discard", "infeasible"})
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,41 @@ def best_of(runs: Sequence[RunRecord], direction: str) -> RunRecord | None:
         if best is None or best.metric is None or better(run.metric, best.metric, direction):
             best = run
     return best
+
+
+def best_satisfying(runs: Sequence[RunRecord], task: TaskSpec) -> RunRecord | None:
+    """The best run among ``runs`` whose recorded metrics meet ``task``'s constraints.
+
+    Any run that measured the cell counts (kept, discarded or infeasible under the rules
+    of its own segment); failures never do. Best in the task's direction, first of equal.
+    """
+    best: RunRecord | None = None
+    for run in runs:
+        if run.status not in MEASURED or run.metric is None or task.violations(run.metrics):
+            continue
+        if best is None or best.metric is None or better(run.metric, best.metric, task.direction):
+            best = run
+    return best
+
+
+def segment_winner(runs: Sequence[RunRecord], segment: int, task: TaskSpec) -> RunRecord | None:
+    """The run to re-measure into ``segment`` as its best, or None.
+
+    The best run of the session (``runs``) that meets the segment's rules (``task``) by
+    its recorded metrics, when it is better than the segment's own best and its code was
+    not measured in the segment yet: so a segment's best is the best run of the whole
+    session that satisfies its constraints, re-measured once, and a segment entered again
+    with nothing new re-measures nothing.
+    """
+    inside = [r for r in runs if r.segment == segment]
+    measured = {r.code for r in inside}
+    winner = best_satisfying([r for r in runs if r.segment != segment and r.code not in measured], task)
+    current = best_of(inside, task.direction)
+    if winner is None or winner.metric is None:
+        return None
+    if current is not None and current.metric is not None and not better(winner.metric, current.metric, task.direction):
+        return None
+    return winner
 
 
 def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | None:

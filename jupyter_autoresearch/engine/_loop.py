@@ -22,6 +22,7 @@ from ..proposers._propose import Proposal, ProposalContext
 from ..protocol._answer import syntax_problem
 from ..protocol._checks import Check
 from ..protocol._errors import EvaluationError, ProposalError
+from ..protocol._format import number
 from ..protocol._records import RunRecord
 from ._checks import run_checks
 from ._decide import Verdict, judge, stop_rule
@@ -37,7 +38,7 @@ from ._events import (
     SessionStarted,
 )
 from ._recorder import Recorder
-from ._segments import baseline, new_segment, resume
+from ._segments import apply_constraints, baseline, resume
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -58,6 +59,7 @@ class Loop:
         self.proposer, self.evaluator = session.proposer, session.evaluator
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
+        self.runs_before = 0  # runs the log held when this run of the loop started
 
     def run(self) -> tuple[str, str]:
         s = self.session
@@ -79,7 +81,7 @@ class Loop:
                 return reason
             done = self.iterate()
             if done is not None:
-                return "done", done
+                return self.done(done)
 
     def start(self) -> None:
         """Read the log, start the worker, check the model, then the baseline or resume."""
@@ -87,7 +89,8 @@ class Loop:
         s.iteration, s.spent_usd, s.started_at = 0, 0.0, time.monotonic()
         history = self.journal.read()
         with s._lock:
-            s._runs, s._configs = list(history.runs), list(history.configs)
+            s._runs, s._configs, s._segment = list(history.runs), list(history.configs), None
+            self.runs_before = len(s._runs)
             # Every record carries the notes so far: the latest holds them all.
             noted = [r.asi["notes"] for r in s._runs if r.asi.get("notes")]
             s.notes = list(noted[-1]) if noted else s.notes
@@ -102,6 +105,16 @@ class Loop:
             resume(self)
         else:
             baseline(self)
+
+    def done(self, reason: str) -> tuple[str, str]:
+        """The proposer said DONE; on a rerun that added nothing, say the session is up to date."""
+        s = self.session
+        runs = s.runs
+        if self.runs_before == 0 or len(runs) > self.runs_before:
+            return "done", reason
+        best = s.best_run
+        shown = f"best run {best.run} {number(best.metric)}" if best is not None else "no kept run"
+        return "up-to-date", f"session {s.name} is up to date: {len(runs)} runs, {shown}"
 
     # -- one iteration -------------------------------------------------------------------
     def iterate(self) -> str | None:
@@ -234,13 +247,17 @@ class Loop:
         )
 
     def parent(self) -> RunRecord:
-        """The code the next proposal changes: the segment's best, or its baseline."""
+        """The code the next proposal changes: the segment's best, or its first run, or (in a
+        segment no run met yet) the latest kept run of the session, the best it had before."""
         s = self.session
         best = s.best_run
         if best is not None:
             return best
         segment = s.segment_runs()
-        return segment[0] if segment else s.runs[-1]
+        if segment:
+            return segment[0]
+        runs = s.runs
+        return next((r for r in reversed(runs) if r.kept), runs[-1])
 
     def next_run(self) -> int:
         runs = self.session.runs
@@ -259,7 +276,7 @@ class Loop:
         with s._lock:
             pending, s._pending_constraints = s._pending_constraints, None
         if pending is not None and set(pending) != set(s.task.constraints):
-            new_segment(self, pending)
+            apply_constraints(self, pending)
 
     def check_stop(self) -> None:
         if self.session._stop.is_set():
