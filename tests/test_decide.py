@@ -149,3 +149,8 @@ def test_a_segment_takes_a_better_run_from_elsewhere_once() -> None:
     assert segment_winner(again, 0, loose) is None  # its code was measured in the segment: not again
     assert segment_winner(runs[:2], 0, loose) is None  # nothing elsewhere
     assert segment_winner(runs, 2, loose).run == 3  # a new segment takes the best that meets its rules
+
+
+def test_reasons_keep_the_printed_precision() -> None:
+    verdict = judge(TASK, [ok(109.8699)], run(1, "keep", 110.1627))
+    assert verdict.error == "x 109.8699 vs best 110.1627: not better"

@@ -126,18 +126,45 @@ def test_max_time(tmp_path: Path) -> None:
     assert 2 <= len(session.runs) < 6 and time.monotonic() - started < 5
 
 
-def test_max_cost_uses_litellm_prices(tmp_path: Path, llm: LLMServer) -> None:
+def test_calls_are_priced_from_litellms_map(tmp_path: Path, llm: LLMServer) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     llm.default = lambda request: Reply(answer("again", metric_cell(1)), prompt_tokens=1000, completion_tokens=1000)
     # gpt-4o-mini is in litellm's bundled price map: $0.00075 per call here
     session = create_session(
-        tmp_path / "bench.py", maximize="x", model="openai/gpt-4o-mini", api_base=llm.url, max_cost=0.002
+        tmp_path / "bench.py", maximize="x", model="openai/gpt-4o-mini", api_base=llm.url, max_iterations=3
     )
     session.run()
-    assert session.stop_reason == "max-cost"
-    assert len(session.runs) == 4  # baseline + 3 calls: 0.00225 >= 0.002
-    assert session.runs[1].cost_usd == pytest.approx(0.00075)
-    assert session.total_tokens == 6000
+    assert [r.cost_usd for r in session.runs[1:]] == [pytest.approx(0.00075)] * 3
+    assert session.total_tokens == 6000 and session.total_cost_usd == pytest.approx(0.00225)
+
+
+def test_the_cost_cap_is_never_crossed(tmp_path: Path, llm: LLMServer, priced_model: str) -> None:
+    from jupyter_autoresearch.proposers._litellm import import_litellm
+
+    litellm = import_litellm()
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+
+    def reply(request: dict[str, Any]) -> Reply:
+        # The server counts the prompt as the model would; the reply uses 200 of its 500 tokens.
+        prompt = litellm.token_counter(model=priced_model, messages=request["messages"])
+        return Reply(answer("again", metric_cell(1)), prompt_tokens=prompt, completion_tokens=200)
+
+    llm.default = reply
+    started: list[ar.ProposalStarted] = []
+    session = create_session(
+        tmp_path / "bench.py", maximize="x", model=priced_model, api_base=llm.url, max_cost=0.01, plateau=0
+    )
+    session.subscribe(lambda e: started.append(e) if isinstance(e, ar.ProposalStarted) else None)
+    session.run()
+    assert session.stop_reason == "max-cost" and "could cost up to" in session.stop_detail
+    spent = session.total_cost_usd
+    assert 0.005 < spent <= 0.01  # the cap is never crossed...
+    assert spent + session.next_cost_usd > 0.01  # ...and the loop stopped only when the next request could
+    assert all(request["max_tokens"] == 500 for request in llm.requests)  # the model's own reply limit
+    # Each prediction bounds its request: the counted prompt, and the whole reply limit.
+    for event, record in zip(started, session.runs[1:], strict=False):
+        assert event.predicted_usd is not None and record.cost_usd is not None
+        assert record.cost_usd <= event.predicted_usd == pytest.approx(record.cost_usd + 300 * 4e-6)
 
 
 def test_unknown_prices_are_recorded_as_null(tmp_path: Path, llm: LLMServer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_autoresearch import RunRecord
-from jupyter_autoresearch.protocol._format import change, note, number, short
+from jupyter_autoresearch.protocol._format import change, money, note, number, short, tokens
 from jupyter_autoresearch.views._html import error_html, history_html, output_html, status_badge, summary_html
 from jupyter_autoresearch.views._report import history_table
 from jupyter_autoresearch.views._status import STATUS_STYLES, status_style
@@ -22,8 +22,14 @@ RUNS = [
 
 
 def test_formatting() -> None:
-    assert number(110.16271234) == "110.16271" and number(None) == "-" and number(None, "") == ""
+    # A metric reads as the cell printed it; the float noise of a median or a sum does not show.
+    assert number(110.16271234) == "110.16271234" and number(110.1627) == "110.1627" and number(48.0) == "48"
+    assert number(0.1 + 0.2) == "0.3" and number(1e-05) == "1e-05" and number(None) == "-" and number(None, "") == ""
     assert change(102.5, 100) == "+2.5 (+2.50%)" and change(1, 1) == "" and change(None, 1) == ""
+    assert change(110.1627, 107.9158) == "+2.2469 (+2.08%)" and change(109.8699, 110.1627) == "-0.2928 (-0.27%)"
+    assert change(1.00000001, 1) == "+1e-08 (+0.00%)"
+    assert money(0.0123456) == "$0.0123" and money(0.000042) == "$0.000042" and money(None) == ""
+    assert tokens(3410) == "3,410 tokens" and tokens(None) == ""
     assert short("a\x1b[31m  b\n c", 80) == "a [31m b c" and short("abcdef", 4) == "abc…"
     assert note(RUNS[1]) == "<b>bold</b> [KeyError: 'x']" and note(RUNS[0]) == "Baseline."
 
@@ -60,3 +66,11 @@ def test_the_summary_shows_the_latest_runs(count: int, shown: int) -> None:
     runs = [RunRecord(run=i, segment=0, status="discard", metric=float(i)) for i in range(1, count + 1)]
     html = summary_html("s", "x", runs, None, "idle")
     assert html.count("<tr") == shown + 1 and ("earlier runs not shown" in html) == (count > shown)
+
+
+def test_cell_headers_keep_the_printed_precision() -> None:
+    from jupyter_autoresearch.views._cells import variant_cell
+
+    record = RunRecord(run=6, segment=0, status="keep", metric=110.1627, code="x = 1\n")
+    source, _ = variant_cell("marketing_budget", record, "revenue_millions")
+    assert source.startswith("# autoresearch marketing_budget run 6: revenue_millions=110.1627 (kept)\n")

@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     for target in targets:
         config = config_for(target, cli)
         session = session_from_config(target, config)
-        session.subscribe(ProgressPrinter(sys.stderr))
+        session.subscribe(ProgressPrinter(sys.stderr, total=session.limits.max_iterations))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
         signal.signal(
             signal.SIGTERM,
@@ -167,6 +167,7 @@ def _show(path: Path, *, as_json: bool) -> int:
     from ..engine._decide import best_of
     from ..engine._factory import load_session
     from ..journal._logfile import read_log
+    from ..protocol._format import number
     from ..views._report import history_table
 
     history = read_log(path)
@@ -186,5 +187,5 @@ def _show(path: Path, *, as_json: bool) -> int:
         metric = config.metric_name if config else session.task.metric
         best = best_of(session.segment_runs(segment), config.direction if config else session.task.direction)
         if best is not None:
-            print(f"best of segment {segment}: run {best.run}, {metric}={best.metric:.8g}")
+            print(f"best of segment {segment}: run {best.run}, {metric}={number(best.metric)}")
     return 0

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..isolation._evaluate import Outcome
+from ..protocol._format import number
 from ..protocol._records import RunRecord, Status
 from ..protocol._task import Limits, TaskSpec, Threshold
 
@@ -117,7 +118,7 @@ def judge(
         why = f"below --min-improvement {threshold}"
     else:
         why = "not better"
-    return verdict("discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}")
+    return verdict("discard", f"{task.metric} {number(metric)} vs best {number(best.metric)}: {why}")
 
 
 def better(value: float, than: float, direction: str) -> bool:
@@ -220,6 +221,7 @@ def stop_rule(
     segment_runs: Sequence[RunRecord],
     spent_usd: float,
     elapsed_s: float,
+    next_cost_usd: float | None = None,
 ) -> tuple[str, str] | None:
     """The stop rule that fires before the next iteration, as ``(reason, detail)``, or None.
 
@@ -229,6 +231,8 @@ def stop_rule(
         segment_runs: the current segment's runs, its baseline first.
         spent_usd: what the model calls of this run of the loop cost.
         elapsed_s: seconds since this run of the loop started.
+        next_cost_usd: the most the next iteration's requests could cost, when known: the
+            cap is never crossed, so the loop stops when this could take it over.
     """
     if limits.max_iterations is not None and iteration >= limits.max_iterations:
         return "max-iterations", f"reached --max-iterations {limits.max_iterations}"
@@ -238,6 +242,11 @@ def stop_rule(
             return "plateau", f"{tail} runs in a row without improvement (--plateau {limits.plateau})"
     if limits.max_cost is not None and spent_usd >= limits.max_cost:
         return "max-cost", f"spent ${spent_usd:.4f} of --max-cost ${limits.max_cost:g}"
+    if limits.max_cost is not None and next_cost_usd is not None and spent_usd + next_cost_usd > limits.max_cost:
+        return "max-cost", (
+            f"spent ${spent_usd:.4f}; the next request could cost up to ${next_cost_usd:.4f}, "
+            f"over --max-cost ${limits.max_cost:g}"
+        )
     if limits.max_time is not None and elapsed_s >= limits.max_time:
         return "max-time", f"ran {elapsed_s:.0f}s of --max-time {limits.max_time:g}s"
     return None

@@ -58,8 +58,12 @@ class BaselineDone(Event):
 
 @dataclass(frozen=True)
 class ProposalStarted(Event):
+    """A model request begins; ``predicted_usd`` is the most it could cost, when known."""
+
     run: int
     iteration: int
+    model: str = ""
+    predicted_usd: float | None = None
 
 
 @dataclass(frozen=True)

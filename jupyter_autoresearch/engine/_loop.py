@@ -60,6 +60,7 @@ class Loop:
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
         self.runs_before = 0  # runs the log held when this run of the loop started
+        self.estimate: float | None = None  # the most the next request could cost
 
     def run(self) -> tuple[str, str]:
         s = self.session
@@ -70,16 +71,20 @@ class Loop:
                 return s._stop_reason
             self.apply_pending_constraints()
             assert s.started_at is not None
+            width, context = self.width(), self.context()
+            self.estimate = self.proposer.estimate_cost(context)
+            s.next_cost_usd = None if self.estimate is None else self.estimate * width
             reason = stop_rule(
                 s.limits,
                 iteration=s.iteration,
                 segment_runs=s.segment_runs(),
                 spent_usd=s.spent_usd,
                 elapsed_s=time.monotonic() - s.started_at,
+                next_cost_usd=s.next_cost_usd,
             )
             if reason:
                 return reason
-            done = self.iterate()
+            done = self.iterate(width, context)
             if done is not None:
                 return self.done(done)
 
@@ -117,13 +122,17 @@ class Loop:
         return "up-to-date", f"session {s.name} is up to date: {len(runs)} runs, {shown}"
 
     # -- one iteration -------------------------------------------------------------------
-    def iterate(self) -> str | None:
-        """Ask, evaluate, decide and record ``parallel`` proposals; the DONE reason, if any."""
+    def width(self) -> int:
+        """Requests of the next iteration: ``parallel``, but no more than the iterations left."""
         s, limits = self.session, self.session.limits
-        width = limits.parallel
         if limits.max_iterations is not None:
-            width = max(1, min(width, limits.max_iterations - s.iteration))
-        first, context = self.next_run(), self.context()
+            return max(1, min(limits.parallel, limits.max_iterations - s.iteration))
+        return limits.parallel
+
+    def iterate(self, width: int, context: ProposalContext) -> str | None:
+        """Ask, evaluate, decide and record ``width`` proposals; the DONE reason, if any."""
+        s, limits = self.session, self.session.limits
+        first = self.next_run()
         if width == 1:
             answers = [self.ask(first, context)]
         else:
@@ -164,7 +173,7 @@ class Loop:
     def ask(self, run: int, context: ProposalContext) -> Proposal | ProposalError:
         """One request; a non-fatal failure comes back as the error, a fatal one is raised."""
         s = self.session
-        s._emit(ProposalStarted(s.name, run, s.iteration))
+        s._emit(ProposalStarted(s.name, run, s.iteration, self.proposer.model, self.estimate))
 
         def on_delta(text: str) -> None:
             self.check_stop()

@@ -21,6 +21,7 @@ from ..proposers._propose import Proposer
 from ..protocol._checks import Check
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError, SessionError
+from ..protocol._format import number
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._task import Limits, TaskSpec
 from ._decide import STOP_REASONS, best_of
@@ -80,6 +81,7 @@ class Session:
         self.error: AutoresearchError | None = None
         self.iteration = 0
         self.spent_usd = 0.0
+        self.next_cost_usd: float | None = None  # the most the next iteration's requests could cost
         self.started_at: float | None = None
         self.notes: list[str] = []
         self.read_only = history is not None and history.foreign
@@ -189,7 +191,7 @@ class Session:
 
     def __repr__(self) -> str:
         best = self.best_run
-        shown = f", best run {best.run}: {best.metric:.8g}" if best and best.metric is not None else ""
+        shown = f", best run {best.run}: {number(best.metric)}" if best and best.metric is not None else ""
         return f"<Session {self.name!r}: {self.state}, {len(self.runs)} runs{shown}>"
 
     # -- subscribers -----------------------------------------------------------------

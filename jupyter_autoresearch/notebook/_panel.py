@@ -343,10 +343,7 @@ class Panel:
         self.page_label.value = f"page {self.page + 1} of {pages} ({len(runs)} runs)"
         self.older.disabled = self.page >= pages - 1
         self.newer.disabled = self.page == 0
-        options = [
-            (f"#{r.run} {r.status} {'' if r.metric is None else f'{r.metric:.8g}'}", r.run)
-            for r in reversed(runs[-200:])
-        ]
+        options = [(f"#{r.run} {r.status} {number(r.metric, '')}".rstrip(), r.run) for r in reversed(runs[-200:])]
         if [o[1] for o in self.run_picker.options] != [o[1] for o in options]:
             selected = self.run_picker.value
             self.run_picker.options = options

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol._errors import ExportError
+from ..protocol._format import number
 from ..protocol._records import RunRecord
 
 __all__ = [
@@ -29,7 +30,7 @@ INFEASIBLE_PREFIX = "# autoresearch: INFEASIBLE: "
 
 
 def variant_header(session: str, record: RunRecord, metric: str | None) -> str:
-    value = f"{record.metric:.6g}" if record.metric is not None else "n/a"
+    value = number(record.metric, "n/a")
     return f"# autoresearch {session} run {record.run}: {metric or 'metric'}={value} (kept)"
 
 

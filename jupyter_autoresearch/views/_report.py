@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..protocol._format import change, note, number, short
+from ..protocol._format import change, money, note, number, short
 from ..protocol._records import RunRecord, SegmentConfig, segment_baseline
 from ..protocol._task import direction_text
 
@@ -25,7 +25,9 @@ def history_table(
     """
     if not runs:
         return "(no runs)"
-    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}  hypothesis"
+    usage = any(r.tokens is not None or r.cost_usd is not None for r in runs)  # a model answered, not a replay
+    spend = f"  {'tokens':>8}  {'cost':>9}" if usage else ""
+    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}{spend}  hypothesis"
     lines = [header, "-" * min(len(header) + width, 140)]
     segment: int | None = None
     shown: tuple[str | None, str | None] = (metric, None)
@@ -42,8 +44,13 @@ def history_table(
             if rules:
                 lines.append(f"{'':>4}  -- segment {segment}: {'; '.join(rules)}")
         first = baselines[r.segment]
+        spent = f"  {'' if r.tokens is None else f'{r.tokens:,}':>8}  {money(r.cost_usd):>9}" if usage else ""
         lines.append(
             f"{r.run:>4}  {r.segment:>3}  {r.status:<13}  {number(r.metric):>16}  "
-            f"{change(r.metric, first.metric if first else None):>20}  {short(note(r), width)}"
+            f"{change(r.metric, first.metric if first else None):>20}{spent}  {short(note(r), width)}"
         )
+    if usage:
+        priced = [r.cost_usd for r in runs if r.cost_usd is not None]
+        cost = money(sum(priced)) if priced else "unknown price"
+        lines.append(f"{'':>4}  total: {sum(r.tokens or 0 for r in runs):,} tokens, {cost}")
     return "\n".join(lines)
