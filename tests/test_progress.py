@@ -13,7 +13,8 @@ from jupyter_autoresearch import (
     Stopped,
     TaskSpec,
 )
-from jupyter_autoresearch.cli._progress import ProgressPrinter, meter
+from jupyter_autoresearch.cli._progress import ProgressPrinter
+from jupyter_autoresearch.views._meter import meter
 
 
 class Clock:

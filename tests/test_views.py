@@ -53,10 +53,10 @@ def test_the_text_history_separates_segments() -> None:
 def test_html_escapes_every_string_from_a_run() -> None:
     html = history_html(RUNS, "x", RUNS[3], columns=["cost"])
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
-    assert html.count("<tr") == 5 and status_badge("crash") in html
+    assert html.count("<tr") == 6 and status_badge("crash") in html  # a header, four runs, a segment divider
     assert status_style("crash").colour in status_badge("crash")
     assert "Traceback\nKeyError: &#x27;x&#x27;" in output_html(RUNS[1])
-    assert error_html("<script>") == "<span style='color:#c62828'>&lt;script&gt;</span>"
+    assert "&lt;script&gt;</div>" in error_html("<script>") and "title='&lt;script&gt;'" in error_html("<script>")
     summary = summary_html("s<1>", "x", RUNS, RUNS[3], "stopped")
     assert "s&lt;1&gt;" in summary and "run 4: 105 +2.5 (+2.44%)" in summary
 

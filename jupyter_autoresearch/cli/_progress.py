@@ -33,25 +33,13 @@ from ..engine._events import (
 from ..protocol._format import change, money, number, short, tokens
 from ..protocol._records import RunRecord
 from ..protocol._task import TaskSpec
+from ..views._meter import meter
 from ..views._status import status_style
 
-__all__ = ["ProgressPrinter", "meter"]
+__all__ = ["ProgressPrinter"]
 
 #: Seconds of waiting for the model after which a line says so (then every minute).
 WAIT_NOTES = (10.0, 30.0, 60.0)
-
-
-def meter(done: int, total: int | None, elapsed: float) -> str:
-    """``3/20 runs [00:12<00:45, 4.00 s/run]``: tqdm's count, elapsed time, ETA and rate."""
-    from tqdm import tqdm
-
-    return str(
-        tqdm.format_meter(
-            done, total, elapsed, unit="run", bar_format="{n_fmt}/{total_fmt} runs [{elapsed}<{remaining}, {rate_fmt}]"
-        )
-        if total
-        else tqdm.format_meter(done, None, elapsed, unit="run", bar_format="{n_fmt} runs [{elapsed}, {rate_fmt}]")
-    )
 
 
 class ProgressPrinter:
