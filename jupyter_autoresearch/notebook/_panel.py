@@ -147,7 +147,8 @@ class Panel:
         self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="220px"))
         self.progress.add_class("jupyter-autoresearch-progress")
         self.meter = w.HTML()
-        self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto"))
+        # Not flex-shrunk by the panel's column: up to 220 px, then it scrolls.
+        self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto", flex="0 0 auto"))
         self.history = w.HTML()
         self.older = w.Button(description="Older", icon="arrow-left", layout=w.Layout(width="auto"))
         self.newer = w.Button(description="Newer", icon="arrow-right", layout=w.Layout(width="auto"))
@@ -353,9 +354,9 @@ class Panel:
         title = f"run {self.current_run}" if self.current_run else ""
         # Wrapped at spaces, never mid-word (a word longer than the line still wraps).
         self.reasoning.value = (
-            f"<div class='{NO_MATH}'><div style='color:{MUTED};font-size:11px'>{escape(title)}</div>"
-            "<pre style='white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:0;"
-            f"font-size:12px'>{escape(text)}</pre></div>"
+            f"<div class='{NO_MATH}' style='line-height:1.4'><div style='color:{MUTED};font-size:11px'>"
+            f"{escape(title)}</div><pre style='white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;"
+            f"margin:0;font-size:12px;line-height:1.4'>{escape(text)}</pre></div>"
         )
 
     def header_items(self) -> list[tuple[str, str, str]]:

@@ -46,7 +46,7 @@ def error_html(text: str) -> str:
     colour = status_style("crash").colour
     return (
         f"<div class='{NO_MATH}' title='{escape(text)}' style='color:{colour};background:rgba(198,40,40,0.08);"
-        f"border-left:3px solid {colour};padding:2px 8px;white-space:nowrap;overflow:hidden;"
+        f"line-height:1.6;border-left:3px solid {colour};padding:2px 8px;white-space:nowrap;overflow:hidden;"
         f"text-overflow:ellipsis'>{escape(text)}</div>"
     )
 
@@ -68,21 +68,22 @@ def grid_html(items: Sequence[tuple[str, str, str]]) -> str:
     """Labelled values in a grid: each ``(label, value, tooltip)`` a small label over its value.
 
     A value never breaks from its label; one that does not fit ends in an ellipsis, with the
-    whole text (and the tooltip, when given) on hover.
+    whole text (and the tooltip, when given: its label is underlined with dots) on hover.
     """
     cells = []
     for label, value, tip in items:
         title = escape(f"{value}\n{tip}" if tip else value)
-        mark = " ⓘ" if tip else ""
+        hint = f";text-decoration:underline dotted {MUTED};text-underline-offset:2px;cursor:help" if tip else ""
+        span = ";grid-column:span 2" if len(value) > 20 else ""  # a long value takes two columns
         cells.append(
-            f"<div title='{title}' style='min-width:0'>"
-            f"<div style='color:{MUTED};font-size:11px;white-space:nowrap'>{escape(label)}{mark}</div>"
+            f"<div title='{title}' style='min-width:0{span}'>"
+            f"<div style='color:{MUTED};font-size:11px;white-space:nowrap{hint}'>{escape(label)}</div>"
             f"<div style='font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis'>"
             f"{escape(value)}</div></div>"
         )
     return (
         f"<div class='{NO_MATH}' style='display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));"
-        f"gap:4px 16px;margin:2px 0 6px 0'>{''.join(cells)}</div>"
+        f"gap:6px 16px;margin:2px 0 6px 0;line-height:1.35'>{''.join(cells)}</div>"
     )
 
 
@@ -119,7 +120,7 @@ def history_html(
         weight = "font-weight:600;" if best is not None and r.run == best.run else ""
         rows.append(f'<tr style="{weight}">' + "".join(cells) + "</tr>")
     return (
-        f'<table class="{NO_MATH}" style="border-collapse:collapse;font-size:12px;width:100%">'
+        f'<table class="{NO_MATH}" style="border-collapse:collapse;font-size:12px;width:100%;line-height:1.4">'
         + "".join(rows)
         + "</table>"
     )
@@ -154,6 +155,7 @@ def code_diff_html(before: str, code: str, *, title: str = "", names: tuple[str,
     heading = f"<div style='margin:4px 0'><b>{escape(title)}</b></div>" if title else ""
     return (
         f'{heading}<div class="{NO_MATH}" style="font-family:{_CODE_FONT};font-size:12px;white-space:pre;'
+        f"line-height:1.45;"
         f"overflow-x:auto;max-height:360px;overflow-y:auto;border:1px solid {_BORDER};padding:4px;"
         f'color:var(--jp-content-font-color1, inherit)">{"".join(styled)}</div>'
     )
@@ -165,7 +167,8 @@ def output_html(record: RunRecord) -> str:
     if record.error:
         # A failed check's reason carries the tail of its output: keep its lines.
         parts.append(
-            f"<div class='{NO_MATH}' style='white-space:pre-wrap'><b>{escape(record.status)}:</b> "
+            f"<div class='{NO_MATH}' style='white-space:pre-wrap;line-height:1.4;margin:4px 0'>"
+            f"<b>{escape(record.status)}:</b> "
             f"{escape(record.error)}</div>"
         )
     for label, text in (("stdout", record.stdout_tail), ("stderr", record.stderr_tail)):
