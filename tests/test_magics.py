@@ -504,7 +504,7 @@ def test_the_panel_shows_progress_the_wait_for_the_model_and_the_money(
     items = {label: (value, tip) for label, value, tip in panel.header_items()}
     assert items["cost"][0] == "$0.0040 this run" and "never crossed" in items["cost"][1]
     assert items["tokens"][0] == "2,500"
-    assert items["confidence"][1] == CONFIDENCE_HELP and "ⓘ" in panel.header.value
+    assert items["confidence"][1] == CONFIDENCE_HELP and "underline dotted" in panel.header.value
     assert "elapsed" in items
 
 
