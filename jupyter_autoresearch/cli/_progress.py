@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..engine._events import (
+    CheckStarted,
     ConstraintsChanged,
     Decision,
     EvaluationStarted,
@@ -137,6 +138,8 @@ class ProgressPrinter:
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self._status(f"evaluating run {event.run}{repeat}")
+        elif isinstance(event, CheckStarted):
+            self._status(f"checking run {event.run} ({event.label})")
         elif isinstance(event, Decision):
             self._decision(event.record, event.best)
         elif isinstance(event, StateChanged):
