@@ -167,7 +167,7 @@ def output_html(record: RunRecord) -> str:
     if record.error:
         # A failed check's reason carries the tail of its output: keep its lines.
         parts.append(
-            f"<div class='{NO_MATH}' style='white-space:pre-wrap;line-height:1.4;margin:4px 0'>"
+            f"<div class='{NO_MATH}' style='line-height:1.4;margin:4px 0;white-space:pre-wrap'>"
             f"<b>{escape(record.status)}:</b> "
             f"{escape(record.error)}</div>"
         )
