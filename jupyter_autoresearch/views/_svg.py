@@ -26,6 +26,7 @@ _FONT = "var(--jp-ui-font-family, sans-serif)"
 #: Marker shape and radius of the statuses that have a metric to plot.
 _MARKERS = {"keep": ("circle", 5.0), "discard": ("circle", 3.5), "infeasible": ("diamond", 4.5),
             "checks_failed": ("square", 4.0)}  # fmt: skip
+_SYMBOLS = {"circle": "●", "diamond": "◆", "square": "■"}
 _PAD = 10.0  # pixels between the outermost marker and the plot's edge
 
 
@@ -152,7 +153,7 @@ def metric_svg(
     parts.append("</svg>")
     legend = [
         f"<span style='margin-right:12px;white-space:nowrap'><span style='color:{status_style(s).colour}'>"
-        f"{'●' if _MARKERS.get(s, ('circle',))[0] == 'circle' else '◆'}</span> {escape(status_style(s).label)}</span>"
+        f"{_SYMBOLS[_MARKERS[s][0]]}</span> {escape(status_style(s).label)}</span>"
         for s in _MARKERS
         if s in seen
     ]
