@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,19 @@ def sandbox(request: pytest.FixtureRequest) -> str:
     if request.param == "on":
         need_sandbox()
     return str(request.param)
+
+
+@pytest.fixture
+def priced_model() -> Any:
+    """A model with a price registered in litellm's map: $1 per million prompt tokens, $4 per
+    million reply tokens, replies of at most 500 tokens."""
+    from jupyter_autoresearch.proposers._litellm import import_litellm
+
+    litellm = import_litellm()
+    name = "openai/priced-test"
+    litellm.register_model(
+        {name: {"input_cost_per_token": 1e-6, "output_cost_per_token": 4e-6, "max_output_tokens": 500,
+                "litellm_provider": "openai", "mode": "chat"}}
+    )  # fmt: skip
+    yield name
+    litellm.model_cost.pop(name, None)

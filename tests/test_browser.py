@@ -196,6 +196,11 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         panel.wait_for(timeout=60_000)
         _wait(lambda: len(inserted()) >= 3, 120, "three accepted variants as cells", page)
         assert "running" in panel.inner_text()
+        # The progress bar: runs of --max-iterations, elapsed time, ETA and rate, and what the loop does.
+        bar = panel.locator(".jupyter-autoresearch-progress")
+        assert bar.is_visible()
+        _wait(lambda: "/60 runs [" in panel.inner_text(), 30, "the progress meter", page)
+        _wait(lambda: "waiting for the model (" in panel.inner_text(), 30, "the wait for the model", page)
         page.screenshot(path=str(ARTIFACTS / "panel-mid-run.png"))
 
         # The panel renders and updates: iterations advance, model text is shown escaped.
@@ -287,7 +292,42 @@ def test_panel_cells_constraints_stop_and_replace_in_jupyterlab(lab: tuple[str, 
         _wait(lambda: (root / "from_palette.py").exists(), 30, "the palette export", page)
         assert "# autoresearch e2e run" in (root / "from_palette.py").read_text()
         page.screenshot(path=str(ARTIFACTS / "panel-end.png"), full_page=True)
+        _each_tab_in_both_themes(page, panel)
         browser.close()
+
+
+def _theme(page: Any, name: str) -> None:
+    page.evaluate(
+        f"async () => {{ await window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}}); }}"
+    )
+    _wait(lambda: page.evaluate("document.body.dataset.jpThemeName") == name, 30, f"the {name} theme", page)
+    page.wait_for_timeout(500)  # the theme's stylesheet applies
+
+
+def _luminance(page: Any, selector: str, prop: str) -> float:
+    """0 (black) to 1 (white): the computed colour of ``prop`` of the first match."""
+    rgb = page.evaluate(
+        f"() => getComputedStyle(document.querySelector({json.dumps(selector)})).{prop}"
+    )  # "rgb(r, g, b)" or "rgba(...)"
+    r, g, b = (float(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def _each_tab_in_both_themes(page: Any, panel: Any) -> None:
+    """A screenshot of each tab in the light and the dark theme; text follows the theme."""
+    chart_text = ".jupyter-autoresearch-panel svg text"
+    for theme, tag in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
+        _theme(page, theme)
+        for tab in ("History", "Run detail", "Chart", "Constraints", "Export"):
+            panel.locator(".lm-TabBar-tab", has_text=tab).click()
+            page.wait_for_timeout(300)
+            if tab == "Chart":
+                fill = _luminance(page, chart_text, "fill")
+                assert (fill > 0.5) if tag == "dark" else (fill < 0.5), (theme, fill)  # readable on its background
+            panel.screenshot(path=str(ARTIFACTS / f"panel-{tag}-{tab.lower().replace(' ', '-')}.png"))
+        header = _luminance(page, ".jupyter-autoresearch-panel .widget-html-content", "color")
+        assert (header > 0.5) if tag == "dark" else (header < 0.5), (theme, header)
+    _theme(page, "JupyterLab Light")
 
 
 def _logged_runs(log: Path) -> list[dict[str, Any]]:

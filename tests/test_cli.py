@@ -43,7 +43,8 @@ def test_run_a_script_with_json_summary(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0
     summary = json.loads(out)
     assert summary["session"] == "bench" and summary["stop_reason"] == "done" and summary["runs"] == 3
-    assert summary["baseline"] == {"run": 1, "metric": 1.0, "metrics": {"x": 1.0, "cost": 1.0}}
+    assert summary["baseline"] == {"run": 1, "segment": 0, "metric": 1.0, "metrics": {"x": 1.0, "cost": 1.0}}
+    assert summary["tokens"] is None and summary["cost_usd"] is None  # a replay asks no model
     assert summary["best"]["run"] == 2 and summary["best"]["code"] == metric_cell(2)
     assert "... double it" in err and "#2   keep" in err and "#3   discard" in err
     assert "best: run 2, x=2" in err
@@ -336,3 +337,41 @@ def test_state_errors_exit_1_and_usage_errors_2(tmp_path: Path, capsys: pytest.C
     assert code == 1 and "session bench is running in another process" in err
     code, _, err = cli("run", tmp_path / "bench.py", "--maximize", "x", "--minimize", "y", capsys=capsys)
     assert code == 2 and "not allowed with argument --maximize" in err
+
+
+def test_progress_tokens_and_cost_in_the_lines_the_table_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], llm: LLMServer, priced_model: str
+) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(5))
+    llm.add(
+        *(Reply(answer(h, metric_cell(x)), prompt_tokens=1000, completion_tokens=250) for h, x in
+          [("better", 7), ("worse", 6), ("best", 9)])
+    )  # fmt: skip
+    code, out, err = cli(
+        "run", tmp_path / "bench.py", "--maximize", "x", "--model", priced_model, "--api-base", llm.url,
+        "--max-iterations", "3", "--json", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0
+    lines = err.splitlines()
+    # $0.002 a request: 1000 prompt tokens at $1/M and 250 reply tokens at $4/M.
+    assert "  cost: $0.0020 for the first request (1,250 tokens); 3 iterations ≈ $0.0060" in lines
+    run3 = next(line for line in lines if line.startswith("  #3 "))
+    # The live change is against the best before the run: a discard reads how far it fell short.
+    assert "x=6" in run3 and "-1 (-14.29%)" in run3 and "best 7" in run3
+    assert "1,250 tokens  $0.0020" in run3 and "2/3 runs [" in run3  # not a terminal: the count and ETA
+    assert "this run: 3,750 tokens, $0.0060" in err  # the stop line
+    assert "      total: 3,750 tokens, $0.0060" in lines  # the final table
+    table_row = next(line for line in lines if line.startswith("   3    0  discard"))
+    assert "1,250" in table_row and "$0.0020" in table_row
+    summary = json.loads(out)
+    assert summary["tokens"] == 3750 and summary["cost_usd"] == pytest.approx(0.006)
+    assert [u["run"] for u in summary["usage"]] == [2, 3, 4] and summary["usage"][0]["tokens"] == 1250
+
+
+def test_an_error_prints_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    code, _, err = cli("run", tmp_path / "bench.py", "--maximize", "x", "--model", "openai/gpt-5-mini", capsys=capsys)
+    assert code == 1 and err.count("OPENAI_API_KEY is not set") == 1

@@ -7,7 +7,17 @@ from typing import Any
 import pytest
 
 from jupyter_autoresearch import Limits, Outcome, RunRecord, TaskSpec, Threshold, parse_constraint
-from jupyter_autoresearch.engine._decide import confidence, judge, mad, median_metrics, runs_without_keep, stop_rule
+from jupyter_autoresearch.engine._decide import (
+    best_of,
+    best_satisfying,
+    confidence,
+    judge,
+    mad,
+    median_metrics,
+    runs_without_keep,
+    segment_winner,
+    stop_rule,
+)
 
 TASK = TaskSpec(metric="x", constraints=(parse_constraint("cost <= 10"),))
 
@@ -104,3 +114,43 @@ def test_stop_rules() -> None:
     assert stop(Limits(max_cost=0.5), spent_usd=0.6) == ("max-cost", "spent $0.6000 of --max-cost $0.5")
     assert stop(Limits(max_time=60), elapsed_s=61) == ("max-time", "ran 61s of --max-time 60s")
     assert stop(Limits(max_iterations=1, max_cost=0.5), iteration=1, spent_usd=1)[0] == "max-iterations"  # type: ignore[index]
+
+
+def measured(number: int, segment: int, status: str, x: float | None, cost: float, code: str = "") -> RunRecord:
+    metrics = {"cost": cost} if x is None else {"x": x, "cost": cost}
+    return RunRecord(run=number, segment=segment, status=status, metric=x, metrics=metrics, code=code or f"c{number}")  # type: ignore[arg-type]
+
+
+def test_the_best_that_meets_other_rules_is_judged_from_recorded_metrics() -> None:
+    runs = [
+        measured(1, 0, "keep", 5, cost=1),
+        measured(2, 0, "discard", 4, cost=1),
+        measured(3, 0, "infeasible", 9, cost=12),  # refused by cost <= 10, fine under cost <= 20
+        measured(4, 0, "crash", None, cost=0),
+        measured(5, 0, "keep", 8, cost=6),
+        measured(6, 0, "checks_failed", 20, cost=1),  # never a best
+    ]
+    tight = TaskSpec(metric="x", constraints=(parse_constraint("cost <= 2"),))
+    loose = TaskSpec(metric="x", constraints=(parse_constraint("cost <= 20"),))
+    assert best_satisfying(runs, tight).run == 1  # whatever the status was in its own segment
+    assert best_satisfying(runs, loose).run == 3
+    assert best_satisfying(runs, TaskSpec(metric="x", constraints=(parse_constraint("cost <= 0.5"),))) is None
+    lower = TaskSpec(metric="x", direction="lower", constraints=(parse_constraint("cost <= 2"),))
+    assert best_satisfying(runs, lower).run == 2
+    # pi's rule for reading one segment stays: the best kept run, first of equal.
+    assert best_of(runs, "higher").run == 5
+
+
+def test_a_segment_takes_a_better_run_from_elsewhere_once() -> None:
+    loose = TaskSpec(metric="x", constraints=(parse_constraint("cost <= 5"),))
+    runs = [measured(1, 0, "keep", 1, cost=1), measured(2, 0, "keep", 2, cost=3), measured(3, 1, "keep", 10, cost=1)]
+    assert segment_winner(runs, 0, loose).run == 3  # better than segment 0's best, meets its rules
+    again = [*runs, measured(4, 0, "keep", 9.5, cost=1, code="c3")]  # run 3 re-measured (a little noise)
+    assert segment_winner(again, 0, loose) is None  # its code was measured in the segment: not again
+    assert segment_winner(runs[:2], 0, loose) is None  # nothing elsewhere
+    assert segment_winner(runs, 2, loose).run == 3  # a new segment takes the best that meets its rules
+
+
+def test_reasons_keep_the_printed_precision() -> None:
+    verdict = judge(TASK, [ok(109.8699)], run(1, "keep", 110.1627))
+    assert verdict.error == "x 109.8699 vs best 110.1627: not better"

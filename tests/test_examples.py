@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from conftest import EXAMPLES
 
-from jupyter_autoresearch import load_session
+from jupyter_autoresearch import create_session, load_session
 from jupyter_autoresearch.cli import main
 from jupyter_autoresearch.engine._decide import mad
 from jupyter_autoresearch.journal._journal import read_log
@@ -56,7 +56,6 @@ def test_marketing_budget_reproduces_the_published_result(examples: Path, capsys
         "crash",
         "keep",
         "discard",
-        "infeasible",
         "keep",
         "keep",
         "discard",
@@ -65,7 +64,10 @@ def test_marketing_budget_reproduces_the_published_result(examples: Path, capsys
     assert runs[3].metric == 95.9106  # the invalid pruning idea loses revenue
     assert runs[4].metrics["spend_millions"] > 30 and "spend_millions <= 30 is violated" in runs[4].error
     assert "Strict inequalities are not allowed" in runs[5].error
-    assert runs[8].asi["baseline"] and "contact_rate <= 0.042 is violated" in runs[8].error
+    # No run of segment 0 meets Operations' limits by its recorded metrics (every contact rate is
+    # above 0.042): nothing is re-measured, and segment 1 starts with the next proposal.
+    assert "no run so far meets them" in err and not any(r.is_baseline for r in session.runs[1:])
+    assert [r.segment for r in session.runs] == [0] * 7 + [1] * 3
 
     copy = nbformat.read(examples / "marketing_budget.autoresearch.ipynb", as_version=4)
     inserted = [
@@ -73,9 +75,47 @@ def test_marketing_budget_reproduces_the_published_result(examples: Path, capsys
         for c in copy.cells
         if "autoresearch" in c.metadata
     ]
-    assert [run for run, _ in inserted] == [2, 6, 9, 10]
+    assert [run for run, _ in inserted] == [2, 6, 8, 9]
     assert all(note for run, note in inserted if run in (2, 6))  # refused by Operations' limits: marked
-    assert all(note is None for run, note in inserted if run in (9, 10))
+    assert all(note is None for run, note in inserted if run in (8, 9))
+
+
+def test_running_the_example_again_tells_the_same_story(examples: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notebook = examples / "marketing_budget.ipynb"
+    assert main(["run", str(notebook)]) == 0
+    log = examples / ".autoresearch" / "marketing_budget" / "log.jsonl"
+    written = log.read_text()
+    copy = (examples / "marketing_budget.autoresearch.ipynb").read_text()
+    capsys.readouterr()
+
+    # Each %%autoresearch cell maps to the segment it made; the recording has nothing new.
+    assert main(["run", str(notebook), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert log.read_text() == written  # no run, no segment, no header
+    assert (examples / "marketing_budget.autoresearch.ipynb").read_text() == copy
+    assert "-- back in segment 0: constraints spend_millions <= 30" in err
+    assert "autoresearch: session marketing_budget is up to date: 10 runs, best run 6 110.1627" in err
+    assert "autoresearch: session marketing_budget is up to date: 10 runs, best run 9 109.8699" in err
+    first, second = json.loads(out)["cells"]
+    assert (first["best"]["run"], second["best"]["run"]) == (6, 9)  # the right best for each segment
+    assert first["stop_reason"] == second["stop_reason"] == "up-to-date"
+
+
+def test_tightened_constraints_find_the_runs_that_meet_them(examples: Path) -> None:
+    """spend <= 29.5 and cs_contacts / segment_count <= 80: the kept runs break them, but the
+    baseline meets them by its recorded metrics, so it is re-measured and there is a best."""
+    from jupyter_autoresearch.notebook._export import export_file
+
+    notebook = examples / "marketing_budget.ipynb"
+    assert main(["run", str(notebook)]) == 0
+    session = create_session(notebook, max_iterations=0)  # the first cell, as the panel's editor sees it
+    session.set_constraints(["spend_millions <= 29.5", "cs_contacts / segment_count <= 80"])
+    session.run()
+    best = session.best_run
+    assert best is not None and best.run == 11 and best.parent == 1 and best.segment == 2
+    assert best.metric == 107.9158 and best.asi["baseline"]
+    assert [r.run for r in session.runs if r.segment == 2] == [11]  # the winner, re-measured once
+    assert "report(chosen)" in export_file(session, "tight.py").read_text()
 
 
 def test_speedup_example_shows_why_repeats_and_a_threshold_matter(

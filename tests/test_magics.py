@@ -193,12 +193,22 @@ def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
     history = panel.history.value
     assert history.count("<tr") == 5 and ">keep<" in history and ">infeasible<" in history and ">crash<" in history
     assert "cost &lt;= 2 is violated" in history
-    assert "best" in panel.header.value and "2 (run 2)" in panel.header.value and "+100.00%" in panel.header.value
-    assert "stopped" in panel.header.value and panel.stop_button.disabled
-    assert bytes(panel.chart.value).startswith(b"\x89PNG")
+    header = dict((label, value) for label, value, _ in panel.header_items())
+    assert header["best"] == "2 (run 2) +1 (+100.00%)" and header["baseline x"] == "1"
+    assert "display:grid" in panel.header.value  # labelled values in a grid, never one run-on line
+    assert "stopped" in panel.meter.value and panel.stop_button.disabled
+    assert panel.progress.max == 20 and panel.progress.value == 4  # three proposals and DONE, of 20
+    chart = panel.chart.value
+    assert chart.count("<svg") == 1 and "var(--jp-ui-font-color2" in chart  # follows the theme
+    assert "<title>run 3 · infeasible · 5 — pricey</title>" in chart and "failed" in chart
+    # The run detail shows the latest run without a pick, against its parent.
+    assert panel.run_picker.value == 4 and "against run 2" in panel.run_detail.value
     panel.run_picker.value = 3
-    assert "+print(&#x27;METRIC x=5&#x27;)" in panel.run_detail.value and "against run 2" in panel.run_detail.value
-    assert [row.children[0].value for row in panel.rows.children] == ["cost"]
+    assert "+print(&#x27;METRIC x=5&#x27;)" in panel.run_detail.value
+    assert "run 3 against run 2" in panel.run_detail.value
+    panel.base_picker.value = 1  # any two runs
+    assert "run 3 against run 1" in panel.run_detail.value
+    assert [row.children[0].children[0].value for row in panel.rows.children] == ["cost"]
 
 
 def test_a_repaired_log_is_a_warning_in_the_panel(tmp_path: Path) -> None:
@@ -229,10 +239,11 @@ def test_constraint_editor_refuses_bad_rows_inline_and_applies_good_ones(tmp_pat
     panel._add_row("cost", "<=", "abc")
     panel._apply_constraints()
     assert "Not applied" in panel.constraint_error.value
-    assert "names spend, which no run reported" in panel.rows.children[0].children[4].value
-    assert "must compare against a number" in panel.rows.children[1].children[4].value
+    # The problem of a row is on the line below its inputs.
+    assert "names spend, which no run reported" in panel.rows.children[0].children[1].value
+    assert "must compare against a number" in panel.rows.children[1].children[1].value
     panel._remove_row(panel.rows.children[0])
-    panel.rows.children[0].children[2].value = "0.5"
+    panel.rows.children[0].children[0].children[2].value = "0.5"
     panel._apply_constraints()
     assert "Applied: cost &lt;= 0.5" in panel.constraint_error.value
     deadline = time.monotonic() + 30
@@ -433,7 +444,8 @@ def test_a_failed_model_request_shows_on_the_panel(tmp_path: Path, llm: LLMServe
     panel.message.observe(lambda change: messages.append(change["new"]), "value")
     session.run()
     assert any("The model failed, no run (1 of 3 in a row before the session stops)" in m for m in messages)
-    assert "model failures</span> <b>1</b>" in panel.header.value and len(session.runs) == 2
+    assert ("model failures", "1") in [(label, value) for label, value, _ in panel.header_items()]
+    assert len(session.runs) == 2
 
 
 def test_a_holdout_cell_in_a_kernel_gets_its_data_and_candidates_never_do(ip: Any, tmp_path: Path) -> None:
@@ -529,4 +541,82 @@ def test_the_panel_shows_the_holdout_its_gap_and_the_measured_noise(tmp_path: Pa
     history = panel.history.value
     assert "holdout_x</th>" in history and "⚠" in history and "x improved on run 1, but holdout_x got worse" in history
     assert "Noise measured: x: median 3, MAD 0 over 2 runs" in panel.message.value
-    assert bytes(panel.chart.value).startswith(b"\x89PNG")
+    assert "holdout_x of kept runs" in panel.chart.value and "run 2 · holdout_x 15 · worse" in panel.chart.value
+
+
+def test_the_notebook_in_a_kernel_after_the_command_line_tells_its_story(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example run headless, then opened and run in a kernel: the same segments, nothing added."""
+    import shutil
+
+    import nbformat
+    from conftest import EXAMPLES
+
+    from jupyter_autoresearch.cli import main
+
+    for name in ("marketing_budget.ipynb", "marketing_budget.session.jsonl", "marketing_campaign_estimations.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    assert main(["run", str(tmp_path / "marketing_budget.ipynb")]) == 0
+    log = tmp_path / ".autoresearch" / "marketing_budget" / "log.jsonl"
+    written = log.read_text()
+    sessions = []
+    for cell in nbformat.read(tmp_path / "marketing_budget.ipynb", as_version=4).cells:
+        if "load_session" in cell.source:
+            break  # the cells after the two benchmarks read the log
+        if cell.cell_type != "code":
+            continue
+        assert ip.run_cell(cell.source).success
+        if cell.source.startswith("%%autoresearch"):
+            sessions.append(ip.user_ns["_autoresearch"])
+    assert log.read_text() == written
+    shown = [(s.stop_reason, s.segment, s.best_run.run) for s in sessions]
+    assert shown == [("up-to-date", 0, 6), ("up-to-date", 1, 9)]
+    assert "is up to date: 10 runs, best run 6 110.1627" in sessions[0].stop_detail
+
+
+def test_the_panel_shows_progress_the_wait_for_the_model_and_the_money(
+    tmp_path: Path, llm: LLMServer, priced_model: str
+) -> None:
+    from jupyter_autoresearch.notebook._panel import CONFIDENCE_HELP, Panel
+
+    slow = Reply(answer("slow", metric_cell(2)), chunk=4, delay=0.15, prompt_tokens=1000, completion_tokens=250)
+    llm.add(slow, Reply(answer("fast", metric_cell(3)), prompt_tokens=1000, completion_tokens=250))
+    session = ar.create_session(
+        _script(tmp_path), maximize="x", model=priced_model, api_base=llm.url, max_iterations=2, max_cost=1
+    )
+    panel = Panel(session)
+    session.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while session.state != "stopped" and time.monotonic() < deadline:
+        seen.append(panel.state_text())
+        time.sleep(0.1)
+    session.wait(30)
+    waiting = [t for t in seen if "waiting for the model (" in t]
+    assert waiting and any("waiting for the model (1 s)" in t or "waiting for the model (2 s)" in t for t in waiting)
+    assert panel.progress.max == 2 and panel.progress.value == 2
+    assert "2/2 runs [" in panel.meter.value  # count, elapsed, ETA, rate
+    items = {label: (value, tip) for label, value, tip in panel.header_items()}
+    assert items["cost"][0] == "$0.0040 this run" and "never crossed" in items["cost"][1]
+    assert items["tokens"][0] == "2,500"
+    assert items["confidence"][1] == CONFIDENCE_HELP and "underline dotted" in panel.header.value
+    assert "elapsed" in items
+
+
+def test_the_history_has_a_segment_column_and_dividers(tmp_path: Path) -> None:
+    from jupyter_autoresearch.notebook._panel import Panel
+
+    proposals = [("a", metric_cell(2)), ("b", metric_cell(3)), ("c", metric_cell(4))]
+    rec = write_recording(tmp_path / "rec.jsonl", proposals, segment_of=[0, 1, 1])
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}", max_iterations=1)
+    session.run()
+    session = ar.create_session(
+        _script(tmp_path), maximize="x", model=f"replay:{rec}", constraints=["cost <= 1"], max_iterations=1
+    )
+    panel = Panel(session)
+    session.run()
+    history = panel.history.value
+    assert ">seg</th>" in history
+    assert "▲ segment 1: cost &lt;= 1&emsp;▼ segment 0: no constraints" in history  # newest first
+    assert "-webkit-line-clamp:2" in history  # rows one or two lines high

@@ -126,18 +126,45 @@ def test_max_time(tmp_path: Path) -> None:
     assert 2 <= len(session.runs) < 6 and time.monotonic() - started < 5
 
 
-def test_max_cost_uses_litellm_prices(tmp_path: Path, llm: LLMServer) -> None:
+def test_calls_are_priced_from_litellms_map(tmp_path: Path, llm: LLMServer) -> None:
     (tmp_path / "bench.py").write_text(metric_cell(1))
     llm.default = lambda request: Reply(answer("again", metric_cell(1)), prompt_tokens=1000, completion_tokens=1000)
     # gpt-4o-mini is in litellm's bundled price map: $0.00075 per call here
     session = create_session(
-        tmp_path / "bench.py", maximize="x", model="openai/gpt-4o-mini", api_base=llm.url, max_cost=0.002
+        tmp_path / "bench.py", maximize="x", model="openai/gpt-4o-mini", api_base=llm.url, max_iterations=3
     )
     session.run()
-    assert session.stop_reason == "max-cost"
-    assert len(session.runs) == 4  # baseline + 3 calls: 0.00225 >= 0.002
-    assert session.runs[1].cost_usd == pytest.approx(0.00075)
-    assert session.total_tokens == 6000
+    assert [r.cost_usd for r in session.runs[1:]] == [pytest.approx(0.00075)] * 3
+    assert session.total_tokens == 6000 and session.total_cost_usd == pytest.approx(0.00225)
+
+
+def test_the_cost_cap_is_never_crossed(tmp_path: Path, llm: LLMServer, priced_model: str) -> None:
+    from jupyter_autoresearch.proposers._litellm import import_litellm
+
+    litellm = import_litellm()
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+
+    def reply(request: dict[str, Any]) -> Reply:
+        # The server counts the prompt as the model would; the reply uses 200 of its 500 tokens.
+        prompt = litellm.token_counter(model=priced_model, messages=request["messages"])
+        return Reply(answer("again", metric_cell(1)), prompt_tokens=prompt, completion_tokens=200)
+
+    llm.default = reply
+    started: list[ar.ProposalStarted] = []
+    session = create_session(
+        tmp_path / "bench.py", maximize="x", model=priced_model, api_base=llm.url, max_cost=0.01, plateau=0
+    )
+    session.subscribe(lambda e: started.append(e) if isinstance(e, ar.ProposalStarted) else None)
+    session.run()
+    assert session.stop_reason == "max-cost" and "could cost up to" in session.stop_detail
+    spent = session.total_cost_usd
+    assert 0.005 < spent <= 0.01  # the cap is never crossed...
+    assert spent + session.next_cost_usd > 0.01  # ...and the loop stopped only when the next request could
+    assert all(request["max_tokens"] == 500 for request in llm.requests)  # the model's own reply limit
+    # Each prediction bounds its request: the counted prompt, and the whole reply limit.
+    for event, record in zip(started, session.runs[1:], strict=False):
+        assert event.predicted_usd is not None and record.cost_usd is not None
+        assert record.cost_usd <= event.predicted_usd == pytest.approx(record.cost_usd + 300 * 4e-6)
 
 
 def test_unknown_prices_are_recorded_as_null(tmp_path: Path, llm: LLMServer) -> None:
@@ -265,13 +292,16 @@ def test_constraints_edited_mid_run_open_a_new_segment(tmp_path: Path) -> None:
         (1, 0, "keep"),
         (2, 0, "keep"),
         (3, 0, "keep"),
-        (4, 1, "infeasible"),  # run 3 re-evaluated under cost <= 2 becomes the segment baseline
+        # The best run that meets cost <= 2 by its recorded metrics (run 2, not the latest best, run 3)
+        # is re-measured as the segment's baseline.
+        (4, 1, "keep"),
         (5, 1, "keep"),
         (6, 1, "infeasible"),
     ]
-    assert runs[3].parent == 3 and runs[3].asi["baseline"]
+    assert runs[3].parent == 2 and runs[3].asi["baseline"] and runs[3].code == runs[1].code
     changed = next(e for e in events if isinstance(e, ConstraintsChanged))
     assert changed.constraints == ("cost <= 2",) and changed.segment == 1 and changed.now_infeasible == (3,)
+    assert changed.winner == 2 and not changed.again
     assert session.best_run.run == 5
     log = load_session(session.folder)
     assert [c.constraints for c in log._configs] == [(), ("cost <= 2",)]
@@ -299,6 +329,70 @@ def test_resuming_with_new_constraints_starts_a_segment(tmp_path: Path) -> None:
         (4, 1, "keep"),
     ]
     assert second.runs[2].asi["baseline"] and second.runs[2].parent == 2
+
+
+def test_a_rerun_with_a_live_model_continues_the_session(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    values = iter(range(2, 100))
+    llm.default = lambda request: Reply(answer("more", metric_cell(next(values))))
+
+    def run() -> ar.Session:
+        return create_session(
+            tmp_path / "bench.py", maximize="x", constraints=["cost <= 5"], model="openai/test",
+            api_base=llm.url, max_iterations=2,
+        ).run()  # fmt: skip
+
+    run()
+    second = run()  # --max-iterations counts per run of the command, as n_trials per optimize call
+    assert [(r.run, r.segment, r.metric) for r in second.runs] == [(n, 0, n) for n in range(1, 6)]
+    assert not any(r.is_baseline for r in second.runs[1:])  # nothing changed: nothing re-measured
+    assert second.runs[3].parent == 3 and second.best_run.run == 5
+    headers = [line for line in (second.folder / "log.jsonl").read_text().splitlines() if '"type":"config"' in line]
+    assert len(headers) == 1
+
+
+def test_cells_go_back_to_the_segment_they_made(tmp_path: Path) -> None:
+    """Two cells of one session, run again and again: each continues its own segment, whose best
+    is the best run of the session that meets its rules."""
+    loose, strict = ["cost <= 5"], ["cost <= 1"]
+    proposals = [
+        ("loose a", metric_cell(2).replace("cost=1", "cost=3")),
+        ("strict a", metric_cell(10)),  # cost 1: meets the loose rules too
+        ("loose b", metric_cell(4).replace("cost=1", "cost=4")),
+    ]
+
+    def cell(constraints: list[str]) -> tuple[ar.Session, list[ar.Event]]:
+        session = make(tmp_path, proposals, segment_of=[0, 1, 0], constraints=constraints, max_iterations=1)
+        events: list[ar.Event] = []
+        session.subscribe(events.append)
+        session.run()
+        return session, [e for e in events if isinstance(e, ConstraintsChanged)]
+
+    cell(loose)
+    session, changed = cell(strict)
+    # Segment 1 starts from the best run that meets cost <= 1 by its recorded metrics: the baseline.
+    assert [(r.run, r.segment, r.status, r.parent) for r in session.runs[2:]] == [(3, 1, "keep", 1), (4, 1, "keep", 3)]
+    assert changed[0].winner == 1 and changed[0].now_infeasible == (2,) and not changed[0].again
+
+    session, changed = cell(loose)
+    # Back in segment 0, where run 4 of segment 1 (x=10, cost 1) is now the best that meets cost <= 5:
+    # it is re-measured into the segment once, then the loop goes on there.
+    assert changed[0].again and changed[0].segment == 0 and changed[0].winner == 4
+    assert [(r.run, r.segment, r.status, r.parent) for r in session.runs[4:]] == [
+        (5, 0, "keep", 4),
+        (6, 0, "discard", 5),
+    ]
+    assert session.best_run.run == 5
+    log = (session.folder / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["segment"] for line in log if '"type":"config"' in line] == [0, 1, 0]
+    assert [r.segment for r in load_session(session.folder).runs] == [0, 0, 1, 1, 0, 0]
+
+    for constraints, best in ((loose, 5), (strict, 4)):  # nothing new: nothing re-measured, nothing added
+        session, changed = cell(constraints)
+        assert session.stop_reason == "up-to-date" and len(session.runs) == 6 and session.best_run.run == best
+        assert all(e.winner is None for e in changed)
+        assert session.stop_detail == f"session bench is up to date: 6 runs, best run {best} 10"
+    assert len((session.folder / "log.jsonl").read_text().splitlines()) == len(log)
 
 
 def counter_cell(values: list[float], file: str = "n.txt") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_autoresearch import RunRecord
-from jupyter_autoresearch.protocol._format import change, note, number, short
+from jupyter_autoresearch.protocol._format import change, money, note, number, short, tokens
 from jupyter_autoresearch.views._html import error_html, history_html, output_html, status_badge, summary_html
 from jupyter_autoresearch.views._report import history_table
 from jupyter_autoresearch.views._status import STATUS_STYLES, status_style
@@ -22,8 +22,14 @@ RUNS = [
 
 
 def test_formatting() -> None:
-    assert number(110.16271234) == "110.16271" and number(None) == "-" and number(None, "") == ""
+    # A metric reads as the cell printed it; the float noise of a median or a sum does not show.
+    assert number(110.16271234) == "110.16271234" and number(110.1627) == "110.1627" and number(48.0) == "48"
+    assert number(0.1 + 0.2) == "0.3" and number(1e-05) == "1e-05" and number(None) == "-" and number(None, "") == ""
     assert change(102.5, 100) == "+2.5 (+2.50%)" and change(1, 1) == "" and change(None, 1) == ""
+    assert change(110.1627, 107.9158) == "+2.2469 (+2.08%)" and change(109.8699, 110.1627) == "-0.2928 (-0.27%)"
+    assert change(1.00000001, 1) == "+1e-08 (+0.00%)"
+    assert money(0.0123456) == "$0.0123" and money(0.000042) == "$0.000042" and money(None) == ""
+    assert tokens(3410) == "3,410 tokens" and tokens(None) == ""
     assert short("a\x1b[31m  b\n c", 80) == "a [31m b c" and short("abcdef", 4) == "abc…"
     assert note(RUNS[1]) == "<b>bold</b> [KeyError: 'x']" and note(RUNS[0]) == "Baseline."
 
@@ -47,10 +53,10 @@ def test_the_text_history_separates_segments() -> None:
 def test_html_escapes_every_string_from_a_run() -> None:
     html = history_html(RUNS, "x", RUNS[3], columns=["cost"])
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
-    assert html.count("<tr") == 5 and status_badge("crash") in html
+    assert html.count("<tr") == 6 and status_badge("crash") in html  # a header, four runs, a segment divider
     assert status_style("crash").colour in status_badge("crash")
     assert "Traceback\nKeyError: &#x27;x&#x27;" in output_html(RUNS[1])
-    assert error_html("<script>") == "<span style='color:#c62828'>&lt;script&gt;</span>"
+    assert "&lt;script&gt;</div>" in error_html("<script>") and "title='&lt;script&gt;'" in error_html("<script>")
     summary = summary_html("s<1>", "x", RUNS, RUNS[3], "stopped")
     assert "s&lt;1&gt;" in summary and "run 4: 105 +2.5 (+2.44%)" in summary
 
@@ -110,3 +116,28 @@ def test_the_chart_draws_the_holdout_too() -> None:
         for r in HELD
     ]
     assert len(metric_figure(scaled, "mape", "lower", holdout="holdout_mape").axes) == 2  # its own axis
+
+
+def test_the_panel_chart_draws_the_holdout_on_its_own_scale_when_it_differs() -> None:
+    from jupyter_autoresearch.views._svg import metric_svg
+
+    svg = metric_svg(HELD, "mape", "lower", holdout="holdout_mape")
+    # Kept runs' holdout values as hollow diamonds, the overfit run ringed, both in the legend.
+    assert svg.count("run 1 · holdout_mape 9.2") == 1 and "run 3 · holdout_mape 12.9 · worse" in svg
+    assert "25.3" not in svg  # a discarded run's holdout is not drawn
+    assert "holdout_mape of kept runs" in svg and "holdout_mape worse" in svg and svg.count('r="9"') == 1
+    assert "rotate(90" not in svg  # the same scale: one axis
+    scaled = [
+        RunRecord(run=r.run, segment=0, status=r.status, metric=r.metric, metrics={**r.metrics, "holdout_mape": 1e4})
+        for r in HELD
+    ]
+    assert "rotate(90" in metric_svg(scaled, "mape", "lower", holdout="holdout_mape")  # its own axis, labelled
+    assert "holdout_mape" not in metric_svg(HELD, "mape", "lower")
+
+
+def test_cell_headers_keep_the_printed_precision() -> None:
+    from jupyter_autoresearch.views._cells import variant_cell
+
+    record = RunRecord(run=6, segment=0, status="keep", metric=110.1627, code="x = 1\n")
+    source, _ = variant_cell("marketing_budget", record, "revenue_millions")
+    assert source.startswith("# autoresearch marketing_budget run 6: revenue_millions=110.1627 (kept)\n")

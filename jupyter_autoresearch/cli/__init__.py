@@ -87,7 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..engine._events import Event, SessionStarted
     from ..engine._factory import config_for, session_from_config
     from ..engine._options import argv_layer
     from ..engine._target import load_targets
@@ -103,33 +102,25 @@ def _run(args: argparse.Namespace) -> int:
     for target in targets:
         config = config_for(target, cli)
         session = session_from_config(target, config)
-        session.subscribe(ProgressPrinter(sys.stderr))
+        session.subscribe(ProgressPrinter(sys.stderr, total=session.limits.max_iterations))
         # SIGTERM (a CI job cancelled) ends the loop like Ctrl-C: logged, worker cleaned up.
         signal.signal(
             signal.SIGTERM,
             # Not stop() here: the handler may interrupt this thread mid-send to the worker.
             lambda *_, current=session: threading.Thread(target=current.stop, daemon=True).start(),
         )
-        # The session reads its log when it starts; what it had then is not this cell's work.
-        started: list[int] = []
-
-        def note_start(event: Event, seen: list[int] = started) -> None:
-            if isinstance(event, SessionStarted):
-                seen.append(event.runs)
-
-        session.subscribe(note_start)
         session.run()
-        first_new = started[0] + 1
         latest[session.name] = session
         summaries.append(summary(session))
-        print_summary(session, sys.stderr)
+        if session.stop_reason != "up-to-date":
+            print_summary(session, sys.stderr)
         if target.is_notebook and target.cell_index is not None:
             insertions.append(
                 Insertion(
                     anchor=target.cell_index,
                     session=session.name,
                     metric=session.task.metric,
-                    records=_to_insert(session, config.output.insert, first_new),
+                    records=_to_insert(session, config.output.insert),
                     infeasible={},
                 )
             )
@@ -148,14 +139,16 @@ def _run(args: argparse.Namespace) -> int:
     return 130 if session.stop_reason == "interrupted" else 0
 
 
-def _to_insert(session: Session, mode: str, first_new: int) -> list[RunRecord]:
+def _to_insert(session: Session, mode: str) -> list[RunRecord]:
+    """The variants below a benchmark cell: the kept runs of the segment it maps to (its
+    story so far, so a rerun writes the same copy)."""
     if mode == "none":
         return []
-    fresh = [r for r in session.runs if r.run >= first_new and r.kept and not r.is_baseline]
+    kept = [r for r in session.segment_runs() if r.kept and not r.is_baseline]
     if mode == "best":
-        best = session.best
-        return [best] if best is not None and best in fresh else []
-    return fresh
+        best = session.best  # by the holdout with --select-by holdout
+        return [best] if best is not None and best in kept else []
+    return kept
 
 
 def _with_infeasible(insertion: Insertion, session: Session) -> Insertion:
@@ -174,6 +167,7 @@ def _show(path: Path, *, as_json: bool) -> int:
     from ..engine._decide import best_of
     from ..engine._factory import load_session
     from ..journal._logfile import read_log
+    from ..protocol._format import number
     from ..views._report import history_table
 
     history = read_log(path)
@@ -193,5 +187,5 @@ def _show(path: Path, *, as_json: bool) -> int:
         metric = config.metric_name if config else session.task.metric
         best = best_of(session.segment_runs(segment), config.direction if config else session.task.direction)
         if best is not None:
-            print(f"best of segment {segment}: run {best.run}, {metric}={best.metric:.8g}")
+            print(f"best of segment {segment}: run {best.run}, {metric}={number(best.metric)}")
     return 0

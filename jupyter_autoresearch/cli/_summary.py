@@ -21,7 +21,12 @@ def summary(session: Session) -> dict[str, Any]:
     def brief(record: RunRecord | None, code: bool = False) -> dict[str, Any] | None:
         if record is None:
             return None
-        data: dict[str, Any] = {"run": record.run, "metric": record.metric, "metrics": dict(record.metrics)}
+        data: dict[str, Any] = {
+            "run": record.run,
+            "segment": record.segment,
+            "metric": record.metric,
+            "metrics": dict(record.metrics),
+        }
         if code:
             data["code"] = record.code
         return data
@@ -35,6 +40,14 @@ def summary(session: Session) -> dict[str, Any]:
         "best": brief(session.best, code=True),
         "holdout": session.task.holdout,
         "select_by": session.select_by,
+        # Model usage over the session's runs (null when no model was asked or its price is unknown).
+        "tokens": sum(r.tokens or 0 for r in session.runs) if any(r.tokens is not None for r in session.runs) else None,
+        "cost_usd": session.total_cost_usd if any(r.cost_usd is not None for r in session.runs) else None,
+        "usage": [
+            {"run": r.run, "tokens": r.tokens, "cost_usd": r.cost_usd}
+            for r in session.runs
+            if r.tokens is not None or r.cost_usd is not None
+        ],
     }
 
 

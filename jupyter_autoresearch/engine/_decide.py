@@ -8,26 +8,42 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..isolation._evaluate import Outcome
+from ..protocol._format import number
 from ..protocol._hidden import HIDDEN_CHECK, hidden_path
 from ..protocol._records import RunRecord, Status
 from ..protocol._task import Limits, TaskSpec, Threshold
 
 __all__ = [
+    "MEASURED",
     "STOP_REASONS",
     "Verdict",
     "best_of",
+    "best_satisfying",
     "better",
     "confidence",
     "judge",
     "mad",
     "median_metrics",
     "runs_without_keep",
+    "segment_winner",
     "select_best",
     "stop_rule",
 ]
 
-#: Why a loop can end.
-STOP_REASONS = ("max-iterations", "plateau", "done", "max-cost", "max-time", "user", "interrupted", "error")
+#: Why a loop can end ("up-to-date": a rerun whose proposer had nothing new).
+STOP_REASONS = (
+    "max-iterations",
+    "plateau",
+    "done",
+    "up-to-date",
+    "max-cost",
+    "max-time",
+    "user",
+    "interrupted",
+    "error",
+)
+#: Statuses whose recorded metrics measured the cell (what another segment's rules may judge).
+MEASURED = frozenset({"keep", "discard", "infeasible"})
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,7 @@ def judge(
     if gain > max(need, noise) and gain > 0:
         return verdict("keep")
     why = _why_not(gain, need, noise, threshold, len(primary))
-    return verdict("discard", f"{task.metric} {metric:.6g} vs best {best.metric:.6g}: {why}")
+    return verdict("discard", f"{task.metric} {number(metric)} vs best {number(best.metric)}: {why}")
 
 
 def _why_not(gain: float, need: float, noise: float, threshold: Threshold, repeats: int) -> str:
@@ -179,7 +195,7 @@ def _judge_paired(
     why = _why_not(gain, need, noise, threshold, len(pairs))
     return verdict(
         "discard",
-        f"{task.metric} {metric:.6g} vs run {best.run} measured again {again:.6g} (paired over {len(pairs)} "
+        f"{task.metric} {number(metric)} vs run {best.run} measured again {number(again)} (paired over {len(pairs)} "
         f"repeats): {why}",
         paired=paired,
     )
@@ -227,6 +243,41 @@ def select_best(runs: Sequence[RunRecord], task: TaskSpec, by: str = "search") -
     return chosen or best_of(runs, task.direction)
 
 
+def best_satisfying(runs: Sequence[RunRecord], task: TaskSpec) -> RunRecord | None:
+    """The best run among ``runs`` whose recorded metrics meet ``task``'s constraints.
+
+    Any run that measured the cell counts (kept, discarded or infeasible under the rules
+    of its own segment); failures never do. Best in the task's direction, first of equal.
+    """
+    best: RunRecord | None = None
+    for run in runs:
+        if run.status not in MEASURED or run.metric is None or task.violations(run.metrics):
+            continue
+        if best is None or best.metric is None or better(run.metric, best.metric, task.direction):
+            best = run
+    return best
+
+
+def segment_winner(runs: Sequence[RunRecord], segment: int, task: TaskSpec) -> RunRecord | None:
+    """The run to re-measure into ``segment`` as its best, or None.
+
+    The best run of the session (``runs``) that meets the segment's rules (``task``) by
+    its recorded metrics, when it is better than the segment's own best and its code was
+    not measured in the segment yet: so a segment's best is the best run of the whole
+    session that satisfies its constraints, re-measured once, and a segment entered again
+    with nothing new re-measures nothing.
+    """
+    inside = [r for r in runs if r.segment == segment]
+    measured = {r.code for r in inside}
+    winner = best_satisfying([r for r in runs if r.segment != segment and r.code not in measured], task)
+    current = best_of(inside, task.direction)
+    if winner is None or winner.metric is None:
+        return None
+    if current is not None and current.metric is not None and not better(winner.metric, current.metric, task.direction):
+        return None
+    return winner
+
+
 def confidence(segment_runs: Sequence[RunRecord], direction: str) -> float | None:
     """How far the best is from the segment's baseline, in units of the metric's spread.
 
@@ -271,6 +322,7 @@ def stop_rule(
     segment_runs: Sequence[RunRecord],
     spent_usd: float,
     elapsed_s: float,
+    next_cost_usd: float | None = None,
 ) -> tuple[str, str] | None:
     """The stop rule that fires before the next iteration, as ``(reason, detail)``, or None.
 
@@ -280,6 +332,8 @@ def stop_rule(
         segment_runs: the current segment's runs, its baseline first.
         spent_usd: what the model calls of this run of the loop cost.
         elapsed_s: seconds since this run of the loop started.
+        next_cost_usd: the most the next iteration's requests could cost, when known: the
+            cap is never crossed, so the loop stops when this could take it over.
     """
     if limits.max_iterations is not None and iteration >= limits.max_iterations:
         return "max-iterations", f"reached --max-iterations {limits.max_iterations}"
@@ -289,6 +343,11 @@ def stop_rule(
             return "plateau", f"{tail} runs in a row without improvement (--plateau {limits.plateau})"
     if limits.max_cost is not None and spent_usd >= limits.max_cost:
         return "max-cost", f"spent ${spent_usd:.4f} of --max-cost ${limits.max_cost:g}"
+    if limits.max_cost is not None and next_cost_usd is not None and spent_usd + next_cost_usd > limits.max_cost:
+        return "max-cost", (
+            f"spent ${spent_usd:.4f}; the next request could cost up to ${next_cost_usd:.4f}, "
+            f"over --max-cost ${limits.max_cost:g}"
+        )
     if limits.max_time is not None and elapsed_s >= limits.max_time:
         return "max-time", f"ran {elapsed_s:.0f}s of --max-time {limits.max_time:g}s"
     return None

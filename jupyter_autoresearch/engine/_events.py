@@ -61,8 +61,12 @@ class BaselineDone(Event):
 
 @dataclass(frozen=True)
 class ProposalStarted(Event):
+    """A model request begins; ``predicted_usd`` is the most it could cost, when known."""
+
     run: int
     iteration: int
+    model: str = ""
+    predicted_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,11 +136,20 @@ class Decision(Event):
 
 @dataclass(frozen=True)
 class ConstraintsChanged(Event):
-    """A new segment began; ``now_infeasible`` lists kept runs the new rules refuse."""
+    """The loop continues under other constraints: in a new segment, or (``again``) in
+    one it made earlier under the same rules.
+
+    ``now_infeasible`` lists kept runs the rules refuse; ``winner`` is the run re-measured
+    as the segment's best (the best run that meets the rules by its recorded metrics, if
+    it is not in the segment yet); ``best`` is the segment's best so far.
+    """
 
     constraints: tuple[str, ...]
     segment: int
     now_infeasible: tuple[int, ...] = ()
+    winner: int | None = None
+    again: bool = False
+    best: RunRecord | None = None
 
 
 @dataclass(frozen=True)

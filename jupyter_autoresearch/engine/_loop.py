@@ -22,6 +22,7 @@ from ..proposers._propose import Proposal, ProposalContext
 from ..protocol._answer import syntax_problem
 from ..protocol._checks import Check
 from ..protocol._errors import EvaluationError, ProposalError
+from ..protocol._format import number
 from ..protocol._hidden import model_record, model_runs, model_task
 from ..protocol._records import RunRecord
 from ._calibrate import calibrate
@@ -39,7 +40,7 @@ from ._events import (
     SessionStarted,
 )
 from ._recorder import Recorder
-from ._segments import baseline, new_segment, resume
+from ._segments import apply_constraints, baseline, resume
 from ._trust import Measured, export_refusal, fold, overfit_flag, printed_flag, strip_names
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Loop:
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
         self.paired_with: int | None = None  # the best measured again beside the last challengers
+        self.runs_before = 0  # runs the log held when this run of the loop started
+        self.estimate: float | None = None  # the most the next request could cost
 
     def run(self) -> tuple[str, str]:
         s = self.session
@@ -79,18 +82,22 @@ class Loop:
                 return s._stop_reason
             self.apply_pending_constraints()
             assert s.started_at is not None
+            width, context = self.width(), self.context()
+            self.estimate = self.proposer.estimate_cost(context)
+            s.next_cost_usd = None if self.estimate is None else self.estimate * width
             reason = stop_rule(
                 s.limits,
                 iteration=s.iteration,
                 segment_runs=s.segment_runs(),
                 spent_usd=s.spent_usd,
                 elapsed_s=time.monotonic() - s.started_at,
+                next_cost_usd=s.next_cost_usd,
             )
             if reason:
                 return reason
-            done = self.iterate()
+            done = self.iterate(width, context)
             if done is not None:
-                return "done", done
+                return self.done(done)
 
     def start(self) -> None:
         """Read the log, start the worker, check the model, then the baseline or resume."""
@@ -98,7 +105,8 @@ class Loop:
         s.iteration, s.spent_usd, s.started_at = 0, 0.0, time.monotonic()
         history = self.journal.read()
         with s._lock:
-            s._runs, s._configs = list(history.runs), list(history.configs)
+            s._runs, s._configs, s._segment = list(history.runs), list(history.configs), None
+            self.runs_before = len(s._runs)
             # Every record carries the notes so far: the latest holds them all.
             noted = [r.asi["notes"] for r in s._runs if r.asi.get("notes")]
             s.notes = list(noted[-1]) if noted else s.notes
@@ -121,14 +129,28 @@ class Loop:
         if s.limits.calibrate:
             calibrate(self)
 
+    def done(self, reason: str) -> tuple[str, str]:
+        """The proposer said DONE; on a rerun that added nothing, say the session is up to date."""
+        s = self.session
+        runs = s.runs
+        if self.runs_before == 0 or len(runs) > self.runs_before:
+            return "done", reason
+        best = s.best
+        shown = f"best run {best.run} {number(best.metric)}" if best is not None else "no kept run"
+        return "up-to-date", f"session {s.name} is up to date: {len(runs)} runs, {shown}"
+
     # -- one iteration -------------------------------------------------------------------
-    def iterate(self) -> str | None:
-        """Ask, evaluate, decide and record ``parallel`` proposals; the DONE reason, if any."""
+    def width(self) -> int:
+        """Requests of the next iteration: ``parallel``, but no more than the iterations left."""
         s, limits = self.session, self.session.limits
-        width = limits.parallel
         if limits.max_iterations is not None:
-            width = max(1, min(width, limits.max_iterations - s.iteration))
-        first, context = self.next_run(), self.context()
+            return max(1, min(limits.parallel, limits.max_iterations - s.iteration))
+        return limits.parallel
+
+    def iterate(self, width: int, context: ProposalContext) -> str | None:
+        """Ask, evaluate, decide and record ``width`` proposals; the DONE reason, if any."""
+        s, limits = self.session, self.session.limits
+        first = self.next_run()
         if width == 1:
             answers = [self.ask(first, context)]
         else:
@@ -173,7 +195,7 @@ class Loop:
     def ask(self, run: int, context: ProposalContext) -> Proposal | ProposalError:
         """One request; a non-fatal failure comes back as the error, a fatal one is raised."""
         s = self.session
-        s._emit(ProposalStarted(s.name, run, s.iteration))
+        s._emit(ProposalStarted(s.name, run, s.iteration, self.proposer.model, self.estimate))
 
         def on_delta(text: str) -> None:
             self.check_stop()
@@ -335,13 +357,17 @@ class Loop:
         )
 
     def parent(self) -> RunRecord:
-        """The code the next proposal changes: the segment's best, or its baseline."""
+        """The code the next proposal changes: the segment's best, or its first run, or (in a
+        segment no run met yet) the latest kept run of the session, the best it had before."""
         s = self.session
         best = s.best_run
         if best is not None:
             return best
         segment = s.segment_runs()
-        return segment[0] if segment else s.runs[-1]
+        if segment:
+            return segment[0]
+        runs = s.runs
+        return next((r for r in reversed(runs) if r.kept), runs[-1])
 
     def next_run(self) -> int:
         runs = self.session.runs
@@ -362,7 +388,7 @@ class Loop:
         with s._lock:
             pending, s._pending_constraints = s._pending_constraints, None
         if pending is not None and set(pending) != set(s.task.constraints):
-            new_segment(self, pending)
+            apply_constraints(self, pending)
 
     def check_stop(self) -> None:
         if self.session._stop.is_set():

@@ -296,10 +296,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("model", "litellm model string (openai/gpt-5-mini, ollama/qwen2.5-coder, ...) or replay:PATH", _MODEL,
            metavar="MODEL", shown_default="$AUTORESEARCH_MODEL"),
     Option("api_base", "an OpenAI-compatible server", _MODEL, metavar="URL", shown_default="$AUTORESEARCH_API_BASE"),
-    Option("max_iterations", "runs after the baseline", _STOP, kind="int", default=20, parse=_count, metavar="N"),
+    Option("max_reply_tokens", "the most tokens a model reply may use (the request's limit; --max-cost counts on "
+           "it before each request)", _MODEL, kind="int", default=16384, parse=_at_least_one, metavar="N"),
+    Option("max_iterations", "runs after the baseline, per run of the loop (a rerun adds as many more)", _STOP,
+           kind="int", default=20, parse=_count, metavar="N"),
     Option("plateau", "stop after K runs in a row without a keep (0: never)", _STOP, kind="int", default=20,
            parse=_count, metavar="K"),
-    Option("max_cost", "stop once the model calls cost this many US dollars", _STOP, kind="float", parse=_positive,
+    Option("max_cost", "never spend more than this many US dollars on model calls: before each request its "
+           "cost is bounded (prompt tokens, reply limit, the model's price) and the loop stops if it could cross "
+           "the cap", _STOP, kind="float", parse=_positive,
            metavar="USD"),
     Option("max_time", "stop after this long, e.g. 30m or 2h", _STOP, parse=_duration, metavar="DURATION"),
     Option("max_model_failures", "stop after K failed model requests in a row (each failure costs an iteration)",

@@ -53,6 +53,10 @@ class Recorder:
     ) -> RunRecord:
         """Log one judged run; returns its record."""
         session = self.session
+        with session._lock:
+            header = session._configs[-1].segment if session._configs else segment
+        if header != segment:  # back in a segment made earlier: its header again, so pi reads the rules
+            self.config(segment)
         last = outcomes[-1] if outcomes else None
         asi: dict[str, Any] = {"hypothesis": hypothesis}
         if baseline:

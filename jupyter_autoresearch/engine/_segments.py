@@ -1,5 +1,7 @@
 """Where a segment starts: the baseline (and the task it may infer), a resumed session's
-rules, and a new segment under new constraints, whose best is re-measured as its baseline."""
+rules, a segment made earlier under the same rules and entered again, and a new segment
+under new constraints, whose best (the best run of the session that meets them by its
+recorded metrics) is re-measured as its baseline."""
 
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ from typing import TYPE_CHECKING
 from ..protocol._constraints import Constraint
 from ..protocol._errors import BaselineError, ConstraintError, OptionsError
 from ..protocol._hidden import hidden_path
+from ..protocol._records import RunRecord
 from ..protocol._task import TaskSpec
-from ._decide import judge
+from ._decide import best_satisfying, judge, segment_winner
 from ._events import BaselineDone, ConstraintsChanged, Decision, ReasoningDelta, TaskInferred
 from ._trust import Measured, export_refusal, fold, pick_holdout
 
 if TYPE_CHECKING:
     from ._loop import Loop
 
-__all__ = ["baseline", "new_segment", "resume"]
+__all__ = ["apply_constraints", "baseline", "enter_segment", "new_segment", "resume"]
 
 
 def baseline(loop: Loop) -> None:
@@ -172,7 +175,12 @@ def _infer_task(loop: Loop, metrics: Mapping[str, float], written: set[str]) -> 
 
 
 def resume(loop: Loop) -> None:
-    """Carry on a logged session: its objective, its rules unless new ones were given."""
+    """Carry on a logged session: its objective, and the segment made under the given rules.
+
+    A cell (or a rerun of it) whose constraints and objective match a segment the session
+    already made goes back to that segment, so running a notebook again never rewrites its
+    story; other rules open a new segment.
+    """
     session = loop.session
     config = session._configs[-1] if session._configs else None
     if config is None:
@@ -201,31 +209,96 @@ def resume(loop: Loop) -> None:
         _reference_again(loop)
     if not session.constraints_given:
         session.task = session.task.with_constraints(list(config.constraints))  # text from the log
-    elif set(session.task.constraint_texts) != set(config.constraints):
-        new_segment(loop, session.task.constraints)
+    else:
+        apply_constraints(loop, session.task.constraints)
+
+
+def apply_constraints(loop: Loop, constraints: Sequence[Constraint]) -> None:
+    """Continue under ``constraints``: the segment made under them, or a new one.
+
+    The latest segment whose header has the same objective and the same set of rules is
+    entered again (nothing is written until its next run); otherwise a segment starts.
+    """
+    session = loop.session
+    wanted = {str(c) for c in constraints}
+    task = session.task
+    match = next(
+        (
+            c.segment
+            for c in reversed(session._configs)
+            if (c.metric_name, c.direction) == (task.metric, task.direction) and set(c.constraints) == wanted
+        ),
+        None,
+    )
+    if match is None:
+        new_segment(loop, constraints)
+    elif match != session.segment:
+        enter_segment(loop, match, constraints)
+    else:
+        session.task = replace(task, constraints=tuple(constraints))
 
 
 def new_segment(loop: Loop, constraints: Sequence[Constraint]) -> None:
-    """Start a segment under new rules: re-evaluate the best code as its baseline."""
+    """Start a segment under new rules. Its baseline is the best run of the session that
+    meets them by its recorded metrics, re-measured; when none does, the segment has no
+    baseline and the next proposals change the latest best."""
     session = loop.session
-    parent = loop.parent()
-    segment = session.segment + 1
+    segment = max([c.segment for c in session._configs] + [r.segment for r in session.runs] + [-1]) + 1
+    with session._lock:
+        session._segment = segment
     session.task = replace(session.task, constraints=tuple(constraints))
     loop.recorder.config(segment)
+    winner = best_satisfying(session.runs, session.task)
+    _changed(loop, segment, winner, again=False)
+    if winner is not None:
+        _remeasure(loop, winner, segment)
+
+
+def enter_segment(loop: Loop, segment: int, constraints: Sequence[Constraint]) -> None:
+    """Go back to a segment the session made earlier under the same rules; a better run
+    that meets them, found since in another segment, is re-measured into it."""
+    session = loop.session
+    with session._lock:
+        session._segment = segment
+    session.task = replace(session.task, constraints=tuple(constraints))
+    winner = segment_winner(session.runs, segment, session.task)
+    _changed(loop, segment, winner, again=True)
+    if winner is not None:
+        _remeasure(loop, winner, segment)
+
+
+def _changed(loop: Loop, segment: int, winner: RunRecord | None, *, again: bool) -> None:
+    session = loop.session
     now_infeasible = tuple(
         r.run for r in session.runs if r.kept and not r.is_baseline and session.task.violations(r.metrics)
     )
-    session._emit(ConstraintsChanged(session.name, session.task.constraint_texts, segment, now_infeasible))
+    session._emit(
+        ConstraintsChanged(
+            session.name,
+            session.task.constraint_texts,
+            segment,
+            now_infeasible,
+            winner=winner.run if winner is not None else None,
+            again=again,
+            best=session.best_run,
+        )
+    )
+
+
+def _remeasure(loop: Loop, winner: RunRecord, segment: int) -> None:
+    """Evaluate ``winner``'s code again as a run of ``segment`` (its baseline, feasible or not)."""
+    session = loop.session
     run = loop.next_run()
-    [measured] = loop.measure([run], [parent.code])
+    [measured] = loop.measure([run], [winner.code])
+    verdict = judge(session.task, measured.outcomes, session.best_run, refused=measured.refused)
     record = loop.recorder.run(
         run,
         segment,
-        loop.checked(run, parent.code, judge(session.task, measured.outcomes, None, refused=measured.refused)),
+        loop.checked(run, winner.code, verdict),
         measured.outcomes,
-        code=parent.code,
-        parent=parent.run,
-        hypothesis=f"Run {parent.run} re-evaluated under the new constraints.",
+        code=winner.code,
+        parent=winner.run,
+        hypothesis=f"Run {winner.run} re-measured: the best run that meets these constraints by its recorded metrics.",
         baseline=True,
         flags=measured.flags,
     )

@@ -22,6 +22,7 @@ from ..proposers._propose import Proposer
 from ..protocol._checks import Check
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError, SessionError
+from ..protocol._format import number
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._task import Limits, TaskSpec
 from ._decide import STOP_REASONS, best_of, select_best
@@ -97,11 +98,13 @@ class Session:
         self.error: AutoresearchError | None = None
         self.iteration = 0
         self.spent_usd = 0.0
+        self.next_cost_usd: float | None = None  # the most the next iteration's requests could cost
         self.started_at: float | None = None
         self.notes: list[str] = []
         self.read_only = history is not None and history.foreign
         self._runs: list[RunRecord] = list(history.runs) if history else []
         self._configs: list[SegmentConfig] = list(history.configs) if history else []
+        self._segment: int | None = None  # the segment the loop adds to, once it chose one
         self._subscribers: list[Subscriber] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -120,9 +123,16 @@ class Session:
 
     @property
     def segment(self) -> int:
+        """The segment the loop adds runs to: the one under the current rules.
+
+        Before a loop chose one, the segment of the log's last header (a rerun may go back
+        to an earlier segment with the same rules, so it is not always the highest number).
+        """
         with self._lock:
+            if self._segment is not None:
+                return self._segment
             if self._configs:
-                return max(c.segment for c in self._configs)
+                return self._configs[-1].segment
             return self._runs[-1].segment if self._runs else 0
 
     def segment_runs(self, segment: int | None = None) -> tuple[RunRecord, ...]:
@@ -131,7 +141,12 @@ class Session:
 
     @property
     def best_run(self) -> RunRecord | None:
-        """The best kept run of the current segment (the one later runs must beat)."""
+        """The best kept run of the current segment (the one later runs must beat).
+
+        A segment starts from the best run of the session that meets its rules by its
+        recorded metrics, re-measured into it, so this is also the best of the session
+        under the current constraints.
+        """
         return best_of(self.segment_runs(), self.task.direction)
 
     @property
@@ -195,7 +210,7 @@ class Session:
 
     def __repr__(self) -> str:
         best = self.best_run
-        shown = f", best run {best.run}: {best.metric:.8g}" if best and best.metric is not None else ""
+        shown = f", best run {best.run}: {number(best.metric)}" if best and best.metric is not None else ""
         return f"<Session {self.name!r}: {self.state}, {len(self.runs)} runs{shown}>"
 
     # -- subscribers -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..engine._session import Session
 from ..protocol._errors import ExportError
+from ..protocol._format import number
 from ..protocol._records import RunRecord
 from ..views._cells import variant_header
 
@@ -41,7 +42,7 @@ def export_file(session: Session, path: str | Path) -> Path:
     stamp = time.strftime("%Y-%m-%d %H:%M")
     parts = [
         f'"""The winner of autoresearch session {session.name} (exported {stamp}).\n\n'
-        f'Run {best.run}: {session.task.metric} = {best.metric:.8g}. {best.hypothesis}\n"""'
+        f'Run {best.run}: {session.task.metric} = {number(best.metric)}. {best.hypothesis}\n"""'
     ]
     parts += [code.strip() for code in _setup_code(session) if code.strip()]
     parts.append(variant_header(session.name, best, session.task.metric) + "\n" + best.code.strip())
@@ -61,7 +62,7 @@ def export_notebook(session: Session, path: str | Path) -> Path:
     cells = [
         nbformat.v4.new_markdown_cell(
             f"# Winner of autoresearch session `{session.name}`\n\nRun {best.run}: "
-            f"`{session.task.metric}` = {best.metric:.8g}."
+            f"`{session.task.metric}` = {number(best.metric)}."
         )
     ]
     cells += [nbformat.v4.new_code_cell(code) for code in _setup_code(session) if code.strip()]
@@ -183,7 +184,7 @@ def export_branch(session: Session, name: str) -> str:
             "-m",
             f"{best.hypothesis or 'Apply the autoresearch winner'}\n\n"
             f"autoresearch session {session.name}, run {best.run}: "
-            f"{session.task.metric} = {best.metric:.8g}",
+            f"{session.task.metric} = {number(best.metric)}",
         )
         notes = session.folder.resolve().relative_to(repo).as_posix()
         for file in ("log.jsonl", "prompt.md", "ideas.md", "best.py"):

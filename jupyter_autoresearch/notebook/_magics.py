@@ -31,6 +31,7 @@ from ..engine._options import (
 from ..engine._session import Session
 from ..engine._target import Target, plain_python
 from ..protocol._errors import ExportError, OptionsError, SessionError
+from ..protocol._format import number
 from ..views._cells import variant_cell
 from ..views._report import history_table
 from ._bridge import Delivery, bridge, current_cell_id
@@ -396,7 +397,7 @@ def _inserted(run: int, delivery: Delivery) -> str:
 def _status(session: Session) -> str:
     best = session.best
     shown = (
-        f"best run {best.run}: {session.task.metric}={best.metric:.8g}"
+        f"best run {best.run}: {session.task.metric}={number(best.metric)}"
         if best and best.metric is not None
         else "no kept run"
     )

@@ -59,14 +59,33 @@ def preload_litellm(model: str | None = None) -> threading.Thread:
     return thread
 
 
-def _cost(litellm: Any, model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
-    """Price of a call in US dollars, or None when litellm has no price for the model."""
-    if prompt_tokens is None or completion_tokens is None:
-        return None
+@dataclass(frozen=True)
+class _Price:
+    """A model's price per token in US dollars, and its own reply limit when litellm knows it."""
+
+    prompt: float
+    completion: float
+    max_reply: int | None
+
+
+def _price(litellm: Any, model: str) -> _Price | None:
+    """The model's entry in litellm's price map, or None when it has no real price."""
     # cost_per_token silently prices some unmapped models at 0: require a real price entry.
     names = [model, model.split("/", 1)[-1]]
     entry = next((litellm.model_cost[n] for n in names if n in litellm.model_cost), None)
     if not entry or (entry.get("input_cost_per_token") is None and entry.get("output_cost_per_token") is None):
+        return None
+    limit = entry.get("max_output_tokens") or entry.get("max_tokens")
+    return _Price(
+        float(entry.get("input_cost_per_token") or 0.0),
+        float(entry.get("output_cost_per_token") or 0.0),
+        int(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+    )
+
+
+def _cost(litellm: Any, model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+    """Price of a call in US dollars, or None when litellm has no price for the model."""
+    if prompt_tokens is None or completion_tokens is None or _price(litellm, model) is None:
         return None
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
@@ -153,6 +172,24 @@ class LiteLLMProposer(Proposer):
             model=self.model,
         )
 
+    def estimate_cost(self, context: ProposalContext) -> float | None:
+        """The most the next request could cost: its prompt's tokens (litellm's counter) and the
+        reply's token limit, at the model's price; None when litellm has no price for it."""
+        litellm = import_litellm()
+        price = _price(litellm, self.model)
+        if price is None:
+            return None
+        try:
+            prompt = litellm.token_counter(model=self.model, messages=_messages(SYSTEM, proposal_request(context)))
+        except Exception:
+            return None  # no counter for this model: the cap is checked after each request only
+        return float(prompt) * price.prompt + self._reply_limit(litellm) * price.completion
+
+    def _reply_limit(self, litellm: Any) -> int:
+        price = _price(litellm, self.model)
+        limit = self.settings.max_reply_tokens
+        return min(limit, price.max_reply) if price is not None and price.max_reply else limit
+
     def infer_task(
         self,
         code: str,
@@ -168,7 +205,8 @@ class LiteLLMProposer(Proposer):
         settings = self.settings
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "messages": _messages(system, user),
+            "max_tokens": self._reply_limit(litellm),
             "stream": True,
             "stream_options": {"include_usage": True},
             "timeout": settings.timeout,
@@ -214,6 +252,10 @@ class LiteLLMProposer(Proposer):
             completion_tokens=completion_tokens,
             cost_usd=_cost(litellm, self.model, prompt_tokens, completion_tokens),
         )
+
+
+def _messages(system: str, user: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def _check_reachable(api_base: str, model: str) -> None:

@@ -123,7 +123,7 @@ Off limits:
 
 def inference_request(code: str, metrics: Mapping[str, float], files: Sequence[str]) -> str:
     """The user message of the one setup request that infers the task."""
-    shown = "\n".join(f"- {k} = {v:.6g}" for k, v in metrics.items()) or "- (none)"
+    shown = "\n".join(f"- {k} = {number(v)}" for k, v in metrics.items()) or "- (none)"
     listed = "\n".join(f"- {f}" for f in files) or "- (none)"
     return redact(
         f"## The cell\n```python\n{code.rstrip()}\n```\n\n## Metrics it printed\n{shown}\n\n"

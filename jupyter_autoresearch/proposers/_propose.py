@@ -134,6 +134,13 @@ class Proposer(ABC):
         """
         raise ProposalError.cannot_infer(self.model or type(self).__name__)
 
+    def estimate_cost(self, context: ProposalContext) -> float | None:
+        """The most :meth:`propose` with ``context`` could cost, in US dollars; None when unknown.
+
+        The loop asks before each request and stops rather than cross ``--max-cost``.
+        """
+        return None
+
     def prepare(self) -> None:  # noqa: B027 - optional: most proposers need no warm-up
         """Start slow set-up work in the background (called as the session starts)."""
 

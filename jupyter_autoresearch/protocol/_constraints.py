@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import ConstraintError
+from ._format import number
 
 __all__ = ["OPERATORS", "Constraint", "parse_constraint", "parse_constraints"]
 
@@ -70,7 +71,8 @@ class Constraint:
         assert value is not None
         if OPERATORS[self.op](value, self.bound):
             return None
-        shown = f"{self.expression} = {value:.6g}"
+        # A metric reads as it was printed; a computed expression to six digits.
+        shown = f"{self.expression} = {number(value) if self.expression in self.names else f'{value:.6g}'}"
         return f"{self} is violated ({shown})"
 
 

@@ -81,6 +81,9 @@ class ModelSettings:
             any text arrived (rate limits, server and connection errors).
         timeout: seconds one request may take.
         temperature: sampling temperature, when the model accepts one.
+        max_reply_tokens: the most tokens a reply may use (the request's ``max_tokens``, at
+            most the model's own limit); with the prompt's tokens, it bounds what a request
+            can cost before it is sent.
     """
 
     model: str | None = None
@@ -89,6 +92,11 @@ class ModelSettings:
     num_retries: int = 3
     timeout: float = 600.0
     temperature: float | None = None
+    max_reply_tokens: int = 16384
+
+    def __post_init__(self) -> None:
+        if self.max_reply_tokens < 1:
+            raise OptionsError(f"--max-reply-tokens {self.max_reply_tokens} must be 1 or more")
 
 
 @dataclass(frozen=True)

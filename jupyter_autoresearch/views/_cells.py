@@ -7,12 +7,14 @@ metadata and position rule (run order: each new variant below the previous one).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..protocol._errors import ExportError
+from ..protocol._format import number
 from ..protocol._records import RunRecord
 
 __all__ = [
@@ -28,7 +30,7 @@ INFEASIBLE_PREFIX = "# autoresearch: INFEASIBLE: "
 
 
 def variant_header(session: str, record: RunRecord, metric: str | None) -> str:
-    value = f"{record.metric:.6g}" if record.metric is not None else "n/a"
+    value = number(record.metric, "n/a")
     return f"# autoresearch {session} run {record.run}: {metric or 'metric'}={value} (kept)"
 
 
@@ -66,6 +68,10 @@ def insertion_index(cells: Sequence[Any], anchor: int, session: str, run: int) -
     return index
 
 
+def _cell_id(session: str, run: int) -> str:
+    return "ar-" + hashlib.sha1(f"{session}:{run}".encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Insertion:
     """Variant cells to place below one benchmark cell."""
@@ -87,17 +93,32 @@ def write_notebook_copy(source: Path, output: Path, insertions: Sequence[Inserti
     import nbformat
 
     notebook = nbformat.read(source, as_version=4)
+    # Variants already in the notebook (a kernel inserted them, or an earlier copy was run)
+    # are found by their metadata and only marked; the others are inserted.
+    present = {
+        (meta.get("session"), meta.get("run")): cell
+        for cell in notebook.cells
+        if isinstance(meta := cell.get("metadata", {}).get("autoresearch"), dict)
+    }
     # Bottom-up, so that inserting below one anchor never moves the ones above it.
     for insertion in sorted(insertions, key=lambda i: i.anchor, reverse=True):
         for record in insertion.records:
-            text, metadata = variant_cell(insertion.session, record, insertion.metric)
             note = insertion.infeasible.get(record.run)
+            existing = present.get((insertion.session, record.run))
+            if existing is not None:
+                if note:
+                    existing.source = mark_infeasible(existing.source, note)
+                    existing.metadata["autoresearch"]["infeasible"] = note
+                continue
+            text, metadata = variant_cell(insertion.session, record, insertion.metric)
             if note:
                 text = mark_infeasible(text, note)
                 metadata["autoresearch"]["infeasible"] = note
             cell = nbformat.v4.new_code_cell(source=text, metadata=metadata)
+            cell.id = _cell_id(insertion.session, record.run)  # the same copy every time it is written
             index = insertion_index(notebook.cells, insertion.anchor, insertion.session, record.run)
             notebook.cells.insert(index, cell)
+            present[(insertion.session, record.run)] = cell
     if not output.parent.is_dir():
         raise ExportError(
             f"folder {output.parent} does not exist; create it, or choose an output in an existing folder"

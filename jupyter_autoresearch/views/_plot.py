@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol._records import FAILED, RunRecord
 from ._status import status_style
-from ._trust import overfit
+from ._trust import comparable, overfit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -131,7 +131,7 @@ def _draw_holdout(axes: Axes, runs: Sequence[RunRecord], metric: str | None, hol
     xs, ys = [r.run for r in kept], [r.metrics[holdout] for r in kept]
     searched = [r.metric for r in runs if r.metric is not None]
     target = axes
-    if searched and not _comparable(searched, ys):
+    if searched and not comparable(searched, ys):
         target = axes.twinx()  # another scale: its own axis, labelled
         target.set_ylabel(holdout, color=_HOLDOUT)
     target.plot(xs, ys, linestyle="--", color=_HOLDOUT, linewidth=1, alpha=0.7)
@@ -151,13 +151,6 @@ def _draw_holdout(axes: Axes, runs: Sequence[RunRecord], metric: str | None, hol
         )
     if target is not axes:
         target.legend(fontsize=8, loc="lower right")
-
-
-def _comparable(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether two series can share an axis: the distance between their ranges is no more
-    than the wider range (a holdout of the same kind as the search metric)."""
-    distance = max(min(b) - max(a), min(a) - max(b), 0.0)
-    return distance <= max(max(a) - min(a), max(b) - min(b))
 
 
 def figure_png(figure: Figure) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..protocol._format import change, note, number, short
+from ..protocol._format import change, money, note, number, short
 from ..protocol._records import RunRecord, SegmentConfig, segment_baseline
 from ..protocol._task import direction_text
 from ._trust import OVERFIT_MARK, gap, overfit
@@ -30,7 +30,10 @@ def history_table(
     if not runs:
         return "(no runs)"
     held = f"  {holdout:>16}  {'gap':>10}" if holdout else ""
-    header = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}{held}  hypothesis"
+    usage = any(r.tokens is not None or r.cost_usd is not None for r in runs)  # a model answered, not a replay
+    spend = f"  {'tokens':>8}  {'cost':>9}" if usage else ""
+    columns = f"{'run':>4}  {'seg':>3}  {'status':<13}  {metric or 'metric':>16}  {'vs baseline':>20}"
+    header = f"{columns}{held}{spend}  hypothesis"
     lines = [header, "-" * min(len(header) + width, 140)]
     segment: int | None = None
     shown: tuple[str | None, str | None] = (metric, None)
@@ -53,8 +56,13 @@ def history_table(
             value = r.metrics.get(holdout) if r.kept else None
             difference = gap(r, metric, holdout) if r.kept else None
             beside = f"  {number(value, ''):>16}  {'' if difference is None else f'{difference:+.4g}':>10}"
+        spent = f"  {'' if r.tokens is None else f'{r.tokens:,}':>8}  {money(r.cost_usd):>9}" if usage else ""
         lines.append(
             f"{r.run:>4}  {r.segment:>3}  {status:<13}  {number(r.metric):>16}  "
-            f"{change(r.metric, first.metric if first else None):>20}{beside}  {short(note(r), width)}"
+            f"{change(r.metric, first.metric if first else None):>20}{beside}{spent}  {short(note(r), width)}"
         )
+    if usage:
+        priced = [r.cost_usd for r in runs if r.cost_usd is not None]
+        cost = money(sum(priced)) if priced else "unknown price"
+        lines.append(f"{'':>4}  total: {sum(r.tokens or 0 for r in runs):,} tokens, {cost}")
     return "\n".join(lines)

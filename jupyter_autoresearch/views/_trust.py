@@ -4,17 +4,33 @@ metric beside the search metric and their gap, runs that overfit, the paired dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..protocol._calibration import Spread
 from ..protocol._format import number
 from ..protocol._records import RunRecord
 from ..protocol._task import Threshold
 
-__all__ = ["OVERFIT_MARK", "calibration_lines", "flag_notes", "gap", "holdout_text", "overfit", "paired_text"]
+__all__ = [
+    "OVERFIT_MARK",
+    "calibration_lines",
+    "comparable",
+    "flag_notes",
+    "gap",
+    "holdout_text",
+    "overfit",
+    "paired_text",
+]
 
 #: How a run whose search metric improved while its holdout worsened is marked.
 OVERFIT_MARK = "⚠"
+
+
+def comparable(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two series can share a chart's axis: the distance between their ranges is no
+    more than the wider range (a holdout of the same kind as the search metric)."""
+    distance = max(min(b) - max(a), min(a) - max(b), 0.0)
+    return distance <= max(max(a) - min(a), max(b) - min(b))
 
 
 def gap(record: RunRecord, metric: str | None, holdout: str | None) -> float | None:
