@@ -288,3 +288,15 @@ def test_a_worker_that_dies_during_setup_shows_its_last_words_and_leaves_nothing
     ):
         ev.start(WorkerSetup(folder=tmp_path, setup_code=(dying,), session_folder=session))
     assert list(session.iterdir()) == []  # its log lived in the session folder, and is gone
+
+
+def test_submit_returns_at_once_and_each_outcome_arrives_when_it_finishes(evaluator: ForkEvaluator) -> None:
+    slow = evaluator.submit("import time\ntime.sleep(60)\nprint('METRIC x=1')")
+    quick = evaluator.submit("print('METRIC x=2')")
+    assert quick.result(timeout=30).metrics == {"x": 2.0}
+    assert not slow.done()  # the quick one did not wait for it
+    evaluator.cancel(slow)  # only that one
+    assert slow.result(timeout=30).kind == "cancelled"
+    assert evaluator.submit("print('METRIC x=3')").result(timeout=30).metrics == {"x": 3.0}
+    evaluator.cancel()  # every run, and what is submitted after, until the next start
+    assert evaluator.submit("print('METRIC x=4')").result(timeout=30).kind == "cancelled"

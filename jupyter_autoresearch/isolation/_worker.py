@@ -9,7 +9,7 @@ library is imported here, so starting the worker is cheap.
 
 Requests (tuples sent over a :class:`multiprocessing.connection.Connection`):
 ``("setup", dict)``, ``("run", dict)``, ``("protect", list)``, ``("warm", list)``,
-``("cancel", None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
+``("cancel", id or None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
 
 A child reports back only through its output pipes and a result pipe carrying JSON:
 nothing a candidate writes is ever unpickled or executed here.
@@ -246,6 +246,12 @@ class Worker:
             child.cancelled = True
             self.kill(child)
 
+    def cancel_one(self, run: int) -> None:
+        for child in self.children.values():
+            if child.request["id"] == run:
+                child.cancelled = True
+                self.kill(child)
+
     def kill_strays(self) -> None:
         """Kill every process a candidate left behind; call when no candidate runs.
 
@@ -366,7 +372,7 @@ class Worker:
             for module in payload:
                 self._warm(module)
         elif kind == "cancel":
-            self.cancel_all()
+            self.cancel_all() if payload is None else self.cancel_one(payload)
         elif kind == "exit":
             self.end()
             return False
