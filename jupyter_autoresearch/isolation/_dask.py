@@ -125,6 +125,7 @@ class DaskEvaluator(Evaluator):
             # Each worker keeps its scratch files (its log, backups of off-limits files) in a
             # folder of its own: the session's folder is this machine's.
             self._register(replace(setup, session_folder=None), archive)
+            self._check_sandbox()
         except BaseException:
             self.close()
             raise
@@ -172,6 +173,22 @@ class DaskEvaluator(Evaluator):
             if isinstance(err, ImportError | AttributeError | TypeError):
                 hint = "; every Dask worker needs jupyter-autoresearch installed, the same version as here"
             raise EvaluationError(f"the Dask workers could not start their evaluation workers: {text}{hint}") from None
+
+    def _check_sandbox(self) -> None:
+        """Say once which workers run candidates unconfined (no bubblewrap there)."""
+        from ._dask_worker import sandboxed
+
+        assert self.client is not None
+        if self.options.get("sandbox", "auto") == "off":
+            return
+        confined = self.client.run(sandboxed, self._plugin)
+        open_ = sorted(worker for worker, inside in confined.items() if not inside)
+        if open_:
+            self._notice(
+                f"sandbox off on {len(open_)} of {len(confined)} Dask workers ({', '.join(open_[:3])}"
+                f"{', ...' if len(open_) > 3 else ''}): candidates there run with the worker's rights; install "
+                "bubblewrap on them, or pass --sandbox off to go on without this warning"
+            )
 
     def close(self) -> None:
         self.cancel()

@@ -30,7 +30,7 @@ from ..protocol._errors import EvaluationError
 from ._evaluate import ForkEvaluator, Outcome, WorkerSetup
 from ._upload import make_read_only, unpack_folder
 
-__all__ = ["WarmWorkerPlugin", "evaluate_candidate"]
+__all__ = ["WarmWorkerPlugin", "evaluate_candidate", "sandboxed"]
 
 #: How long a candidate that reached a worker still setting up waits for it.
 SETUP_WAIT_S = 600.0
@@ -148,3 +148,9 @@ def evaluate_candidate(plugin: str, code: str, off_limits: tuple[str, ...]) -> t
         raise EvaluationError(f"Dask worker {worker.address} has no evaluation worker for this session")
     outcome = warm.run(worker.get_current_task(), code, off_limits)
     return outcome, worker.address, time.monotonic() - started
+
+
+def sandboxed(plugin: str, dask_worker: Worker) -> bool:
+    """Whether this worker's evaluation worker runs in the sandbox (for ``Client.run``)."""
+    warm = dask_worker.plugins.get(plugin)
+    return isinstance(warm, WarmWorkerPlugin) and warm.evaluator is not None and warm.evaluator.sandboxed
