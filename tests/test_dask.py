@@ -224,6 +224,23 @@ def test_a_worker_lost_mid_run_costs_one_more_run_then_a_crash(own_cluster: Dask
         assert after.kind == "ok" and after.worker == cluster.names()["w4"]
 
 
+def test_with_no_worker_left_the_evaluator_stops_in_one_line(own_cluster: DaskCluster, project: Path) -> None:
+    own_cluster.add_worker("w1")
+    with DaskEvaluator(own_cluster.address, timeout=60, worker_wait=2) as evaluator:
+        evaluator.start(WorkerSetup(folder=project))
+        future = evaluator.submit("import time\ntime.sleep(60)")
+        own_cluster.kill(own_cluster.running())
+        outcome = future.result(timeout=60)
+        expected = (
+            f"no Dask worker is left at {own_cluster.address} (waited 2s for one); start some with: "
+            f"dask worker {own_cluster.address}, then run the session again to resume it"
+        )
+        assert outcome.kind == "crash" and outcome.error == expected
+        with pytest.raises(EvaluationError) as caught:
+            evaluator.submit("print('METRIC x=1')")
+        assert str(caught.value) == expected
+
+
 def test_a_candidate_that_kills_its_dask_worker_is_logged_as_a_crash(own_cluster: DaskCluster, tmp_path: Path) -> None:
     for name in ("w1", "w2"):  # each nanny restarts its worker once the candidate killed it
         own_cluster.add_worker(name, wait=False)
@@ -329,6 +346,11 @@ def test_without_distributed_the_executor_names_the_extra(monkeypatch: pytest.Mo
     assert str(caught.value) == (
         '--executor tcp://10.0.0.1:8786 needs Dask\'s distributed package: pip install "jupyter-autoresearch[dask]"'
     )
+
+
+def test_options_the_workers_would_refuse_are_refused_here() -> None:
+    with pytest.raises(ar.OptionsError, match="DaskEvaluator: got an unexpected keyword argument 'timeuot'"):
+        DaskEvaluator("tcp://127.0.0.1:8786", timeuot=5)
 
 
 def test_local_and_dask_evaluators_take_the_same_calls(cluster: DaskCluster, project: Path) -> None:

@@ -14,6 +14,7 @@ with the workers that remain. ``distributed`` is imported only when a cluster is
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import itertools
 import logging
 import threading
@@ -23,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..protocol._errors import EvaluationError
-from ._evaluate import Evaluator, Outcome, WorkerSetup
+from ..protocol._errors import EvaluationError, OptionsError
+from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup
 from ._upload import pack_folder
 
 if TYPE_CHECKING:
@@ -92,6 +93,10 @@ class DaskEvaluator(Evaluator):
         worker_wait: float = 60.0,
         **options: Any,
     ) -> None:
+        try:  # checked here: on the workers a wrong name would only show as a failed start
+            inspect.signature(ForkEvaluator).bind(**options)
+        except TypeError as err:
+            raise OptionsError(f"DaskEvaluator: {err} (the options of ForkEvaluator)") from None
         self.address = executor if isinstance(executor, str) else str(getattr(executor.scheduler, "address", ""))
         if isinstance(executor, str):
             require_distributed(executor)
