@@ -241,6 +241,24 @@ def test_with_no_worker_left_the_evaluator_stops_in_one_line(own_cluster: DaskCl
         assert str(caught.value) == expected
 
 
+def test_a_lost_scheduler_is_a_crash_then_one_line(own_cluster: DaskCluster, project: Path) -> None:
+    from dask_cluster import _kill_group
+
+    own_cluster.add_worker("w1")
+    with DaskEvaluator(own_cluster.address, timeout=60) as evaluator:
+        evaluator.start(WorkerSetup(folder=project))
+        future = evaluator.submit("import time\ntime.sleep(60)")
+        own_cluster.running()
+        _kill_group(own_cluster.scheduler)
+        expected = (
+            f"lost the connection to the Dask scheduler at {own_cluster.address}; once it is back, "
+            "run the session again to resume it"
+        )
+        assert future.result(timeout=60) == ar.Outcome(kind="crash", error=expected)
+        with pytest.raises(EvaluationError, match="lost the connection to the Dask scheduler"):
+            evaluator.submit("print('METRIC x=1')")
+
+
 def test_a_candidate_that_kills_its_dask_worker_is_logged_as_a_crash(own_cluster: DaskCluster, tmp_path: Path) -> None:
     for name in ("w1", "w2"):  # each nanny restarts its worker once the candidate killed it
         own_cluster.add_worker(name, wait=False)

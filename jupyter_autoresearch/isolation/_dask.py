@@ -199,15 +199,15 @@ class DaskEvaluator(Evaluator):
         self.cancel()
         client, plugin = self.client, self._plugin
         self.client, self._plugin = None, None
-        if client is not None:
+        if client is not None and client.status == "running":  # else: nothing left to tell the cluster
             try:
                 client.unsubscribe_topic("all")
                 if plugin is not None:
                     client.unregister_worker_plugin(plugin)  # stops the warm workers, removes the copies
             except Exception as err:  # the cluster may be gone already: nothing left to stop
                 log.debug("autoresearch: closing the Dask plugin failed: %s", err)
-            if client is not self._given:
-                client.close()
+        if client is not None and client is not self._given:
+            client.close()
 
     # -- evaluation ------------------------------------------------------------------------
     def submit(self, code: str) -> concurrent.futures.Future[Outcome]:
@@ -240,14 +240,27 @@ class DaskEvaluator(Evaluator):
             candidate = self._candidates.pop(str(task.key), None)
         if candidate is None or candidate.result.done():
             return  # already given up on (lost twice, or stopped)
-        if task.status == "finished":
-            outcome, worker, spent = task.result()
-            queued = max(0.0, time.monotonic() - candidate.submitted - spent)
-            candidate.result.set_result(replace(outcome, worker=worker, queued_s=round(queued, 4)))
-        elif task.status == "cancelled":
-            candidate.result.set_result(_cancelled())
-        else:
-            self._on_error(candidate, task.exception())
+        try:
+            if task.status == "finished":
+                outcome, worker, spent = task.result()
+                queued = max(0.0, time.monotonic() - candidate.submitted - spent)
+                candidate.result.set_result(replace(outcome, worker=worker, queued_s=round(queued, 4)))
+            elif task.status == "cancelled":  # not by us: ours are taken out of _candidates first
+                candidate.result.set_result(Outcome(kind="crash", error=self._cancelled_elsewhere()))
+            else:
+                self._on_error(candidate, task.exception())
+        except Exception as err:  # never leave a caller waiting on a future nobody will resolve
+            if not candidate.result.done():
+                candidate.result.set_result(Outcome(kind="crash", error=f"{type(err).__name__}: {err}"))
+
+    def _cancelled_elsewhere(self) -> str:
+        if self.client is not None and self.client.status == "running":
+            return "its Dask task was cancelled from outside this session"
+        self._broken = EvaluationError(
+            f"lost the connection to the Dask scheduler at {self.address}; once it is back, "
+            "run the session again to resume it"
+        )
+        return str(self._broken)
 
     def _on_error(self, candidate: _Candidate, error: BaseException | None) -> None:
         from distributed.scheduler import KilledWorker
@@ -330,7 +343,7 @@ class DaskEvaluator(Evaluator):
             for key in chosen:
                 del self._candidates[key]
         tasks = [c.task for c in chosen.values() if c.task is not None]
-        if tasks and self.client is not None:
+        if tasks and self.client is not None and self.client.status == "running":
             # The worker's plugin sees its task released and kills the candidate's child.
             self.client.cancel(tasks)
         for candidate in chosen.values():
