@@ -281,9 +281,13 @@ class _Scratch:
             self.path.mkdir(parents=True)
             return
         self._remove_stale()
-        self.path = Path(tempfile.mkdtemp(prefix=self._PREFIX))
-        self._lock = open(self.path / "lock", "wb")
+        # Locked before it gets the name other starts look for: between mkdtemp and flock
+        # another evaluator's clean-up would take a fresh folder for a stale one.
+        starting = Path(tempfile.mkdtemp(prefix="autoresearch-starting-"))
+        self._lock = open(starting / "lock", "wb")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = starting.with_name(self._PREFIX + starting.name.removeprefix("autoresearch-starting-"))
+        starting.rename(self.path)
 
     @classmethod
     def _remove_stale(cls) -> None:
