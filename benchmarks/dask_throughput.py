@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from dask_cluster import DaskCluster  # noqa: E402
 
-from jupyter_autoresearch import DaskEvaluator, Evaluator, ForkEvaluator, WorkerSetup  # noqa: E402
+from jupyter_autoresearch import DaskEvaluator, EvaluationSettings, Evaluator, ForkEvaluator, WorkerSetup  # noqa: E402
 
 CPU_BOUND = """\
 total = 0
@@ -86,10 +86,10 @@ def main() -> None:
         one.wait_for("a")
         two.wait_for("b1", "b2")
         contenders: dict[str, tuple[Evaluator, int]] = {
-            "local": (ForkEvaluator(timeout=120), 1),
-            "dask, 1 worker": (DaskEvaluator(one.address, timeout=120), 1),
-            "dask, 2 workers": (DaskEvaluator(two.address, timeout=120), 2),
-            "local, 2 in flight": (ForkEvaluator(timeout=120), 2),
+            "local": (ForkEvaluator(EvaluationSettings(timeout=120)), 1),
+            "dask, 1 worker": (DaskEvaluator(one.address, EvaluationSettings(timeout=120)), 1),
+            "dask, 2 workers": (DaskEvaluator(two.address, EvaluationSettings(timeout=120)), 2),
+            "local, 2 in flight": (ForkEvaluator(EvaluationSettings(timeout=120)), 2),
         }
         for evaluator, _ in contenders.values():
             evaluators.append(evaluator)

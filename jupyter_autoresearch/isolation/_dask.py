@@ -14,7 +14,6 @@ with the workers that remain. ``distributed`` is imported only when a cluster is
 from __future__ import annotations
 
 import concurrent.futures
-import inspect
 import itertools
 import logging
 import threading
@@ -24,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..protocol._errors import EvaluationError, OptionsError
-from ._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup
+from ..protocol._errors import EvaluationError
+from ..protocol._settings import EvaluationSettings
+from ._evaluate import Evaluator, Outcome, WorkerSetup
 from ._upload import pack_folder
 
 if TYPE_CHECKING:
@@ -65,20 +65,20 @@ class DaskEvaluator(Evaluator):
 
     Args:
         executor: the scheduler's address (``tcp://HOST:PORT``) or a ``distributed.Client``.
+        settings: the timeout, memory limit, output cap and sandbox of each candidate,
+            applied by the warm worker on every Dask worker.
         upload_limit_mb: the largest target folder uploaded to the workers.
         shared_folder: the workers read the target's folder at its own path (shared
             storage) instead of an uploaded copy.
         connect_timeout: seconds to reach the scheduler.
         worker_wait: seconds to wait for a first worker, and for a new one when every
             worker was lost.
-        **options: keyword arguments of the :class:`ForkEvaluator` on each worker
-            (``timeout``, ``memory_mb``, ``output_cap``).
 
     Example:
         >>> from pathlib import Path
-        >>> with DaskEvaluator("tcp://127.0.0.1:8786", timeout=60) as evaluator:  # doctest: +SKIP
-        ...     evaluator.start(WorkerSetup(folder=Path(".")))
-        ...     outcome = evaluator.submit("print('METRIC x=1')").result()
+        >>> with DaskEvaluator("tcp://127.0.0.1:8786", EvaluationSettings(timeout=60)) as ev:  # doctest: +SKIP
+        ...     ev.start(WorkerSetup(folder=Path(".")))
+        ...     outcome = ev.submit("print('METRIC x=1')").result()
         >>> outcome.metrics["x"], outcome.worker  # doctest: +SKIP
         (1.0, 'tcp://10.0.0.7:40211')
     """
@@ -86,17 +86,13 @@ class DaskEvaluator(Evaluator):
     def __init__(
         self,
         executor: str | Client,
+        settings: EvaluationSettings | None = None,
         *,
         upload_limit_mb: float = 100.0,
         shared_folder: bool = False,
         connect_timeout: float = 10.0,
         worker_wait: float = 60.0,
-        **options: Any,
     ) -> None:
-        try:  # checked here: on the workers a wrong name would only show as a failed start
-            inspect.signature(ForkEvaluator).bind(**options)
-        except TypeError as err:
-            raise OptionsError(f"DaskEvaluator: {err} (the options of ForkEvaluator)") from None
         self.address = executor if isinstance(executor, str) else str(getattr(executor.scheduler, "address", ""))
         if isinstance(executor, str):
             require_distributed(executor)
@@ -105,7 +101,7 @@ class DaskEvaluator(Evaluator):
         self.shared_folder = shared_folder
         self.connect_timeout = connect_timeout
         self.worker_wait = worker_wait
-        self.options = options
+        self.settings = settings or EvaluationSettings()
         self.client: Client | None = None
         self.setup: WorkerSetup | None = None
         self._plugin: str | None = None
@@ -169,7 +165,7 @@ class DaskEvaluator(Evaluator):
 
         assert self.client is not None and self._plugin is not None
         try:
-            self.client.register_plugin(WarmWorkerPlugin(setup, archive, self.options), name=self._plugin)
+            self.client.register_plugin(WarmWorkerPlugin(setup, archive, self.settings), name=self._plugin)
         except EvaluationError:
             raise
         except Exception as err:
@@ -184,7 +180,7 @@ class DaskEvaluator(Evaluator):
         from ._dask_worker import sandboxed
 
         assert self.client is not None
-        if self.options.get("sandbox", "auto") == "off":
+        if self.settings.sandbox == "off":
             return
         confined = self.client.run(sandboxed, self._plugin)
         open_ = sorted(worker for worker, inside in confined.items() if not inside)

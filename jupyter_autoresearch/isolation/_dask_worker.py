@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from distributed import Worker, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..protocol._errors import EvaluationError
+from ..protocol._settings import EvaluationSettings
 from ._evaluate import ForkEvaluator, Outcome, WorkerSetup
 from ._upload import make_read_only, unpack_folder
 
@@ -44,13 +44,13 @@ class WarmWorkerPlugin(WorkerPlugin):
             names the folder ``archive`` unpacks into.
         archive: the target's folder from :func:`~._upload.pack_folder`, or None when
             the workers read the folder at its own path.
-        options: keyword arguments of the :class:`ForkEvaluator` on each worker.
+        settings: those of the :class:`ForkEvaluator` on each worker.
     """
 
-    def __init__(self, setup: WorkerSetup, archive: bytes | None, options: Mapping[str, Any]) -> None:
+    def __init__(self, setup: WorkerSetup, archive: bytes | None, settings: EvaluationSettings) -> None:
         self.spec = setup
         self.archive = archive
-        self.options = dict(options)
+        self.settings = settings
         self.evaluator: ForkEvaluator | None = None
         self.failure: str | None = None
         self.folder: Path | None = None
@@ -94,7 +94,7 @@ class WarmWorkerPlugin(WorkerPlugin):
                     "must read the target's folder at the same path (or leave it out to upload the folder)"
                 )
             self.folder = folder
-            evaluator = ForkEvaluator(**self.options)
+            evaluator = ForkEvaluator(self.settings)
             evaluator.start(replace(self.spec, folder=folder))
             self.evaluator = evaluator
         except Exception as err:
