@@ -28,6 +28,7 @@ def test_exported_members_are_pinned() -> None:
             "EvaluationDone",
             "EvaluationError",
             "EvaluationSettings",
+            "EvaluationRunning",
             "EvaluationStarted",
             "Evaluator",
             "Event",

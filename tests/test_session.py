@@ -205,6 +205,7 @@ def test_a_raising_subscriber_does_not_break_the_loop(tmp_path: Path, caplog: py
     assert seen == [
         "SessionStarted",
         "EvaluationStarted",
+        "EvaluationRunning",
         "EvaluationDone",
         "BaselineDone",
         "Decision",
@@ -212,6 +213,7 @@ def test_a_raising_subscriber_does_not_break_the_loop(tmp_path: Path, caplog: py
         "ReasoningDelta",
         "ProposalReady",
         "EvaluationStarted",
+        "EvaluationRunning",
         "EvaluationDone",
         "Decision",
         "ProposalStarted",

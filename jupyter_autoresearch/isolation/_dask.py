@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ class _Candidate:
     code: str
     result: concurrent.futures.Future[Outcome]
     submitted: float
+    on_start: Callable[[str], None] | None = None
     task: DaskFuture[Any] | None = None
     lost: list[str] = field(default_factory=list)
 
@@ -123,6 +124,7 @@ class DaskEvaluator(Evaluator):
             self.setup = setup
             self._plugin = f"autoresearch-{uuid.uuid4().hex[:12]}"
             self.client.subscribe_topic("all", self._on_cluster_event)
+            self.client.subscribe_topic(self._plugin, self._on_started)
             # Each worker keeps its scratch files (its log, backups of off-limits files) in a
             # folder of its own: the session's folder is this machine's.
             self._register(replace(setup, session_folder=None), archive)
@@ -199,6 +201,8 @@ class DaskEvaluator(Evaluator):
             try:
                 client.unsubscribe_topic("all")
                 if plugin is not None:
+                    client.unsubscribe_topic(plugin)
+                if plugin is not None:
                     client.unregister_worker_plugin(plugin)  # stops the warm workers, removes the copies
             except Exception as err:  # the cluster may be gone already: nothing left to stop
                 log.debug("autoresearch: closing the Dask plugin failed: %s", err)
@@ -206,12 +210,12 @@ class DaskEvaluator(Evaluator):
             client.close()
 
     # -- evaluation ------------------------------------------------------------------------
-    def submit(self, code: str) -> concurrent.futures.Future[Outcome]:
+    def submit(self, code: str, on_start: Callable[[str], None] | None = None) -> concurrent.futures.Future[Outcome]:
         if self._broken is not None:
             raise self._broken
         if self.client is None or self.setup is None:
             raise EvaluationError("the evaluator is not started: call start() first")
-        candidate = _Candidate(code, concurrent.futures.Future(), time.monotonic())
+        candidate = _Candidate(code, concurrent.futures.Future(), time.monotonic(), on_start)
         if self._cancelled:
             candidate.result.set_result(_cancelled())
         else:
@@ -272,6 +276,17 @@ class DaskEvaluator(Evaluator):
             return
         text = str(error) if isinstance(error, EvaluationError) else f"{type(error).__name__}: {error}"
         candidate.result.set_result(Outcome(kind="crash", error=text.splitlines()[0] if text else "the task failed"))
+
+    def _on_started(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A worker began a candidate's task (on the client's event loop: quick)."""
+        _, message = event
+        with self._lock:
+            candidate = self._candidates.get(str(message.get("key")))
+        if candidate is not None and candidate.on_start is not None:
+            try:
+                candidate.on_start(str(message.get("worker", "")))
+            except Exception:  # a subscriber's problem must not break the client's loop
+                log.exception("autoresearch: the on_start callback failed")
 
     def _on_cluster_event(self, event: tuple[float, dict[str, Any]]) -> None:
         # Called on the client's event loop: record, and leave the waiting to a thread.

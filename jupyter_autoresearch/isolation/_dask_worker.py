@@ -146,7 +146,9 @@ def evaluate_candidate(plugin: str, code: str, off_limits: tuple[str, ...]) -> t
     warm = worker.plugins.get(plugin)
     if not isinstance(warm, WarmWorkerPlugin):
         raise EvaluationError(f"Dask worker {worker.address} has no evaluation worker for this session")
-    outcome = warm.run(worker.get_current_task(), code, off_limits)
+    key = worker.get_current_task()
+    worker.log_event(plugin, {"key": key, "worker": worker.address})  # the session shows it in flight here
+    outcome = warm.run(key, code, off_limits)
     return outcome, worker.address, time.monotonic() - started
 
 

@@ -64,7 +64,7 @@ class Outcome:
         written: other files in the target's folder it opened for writing.
         imported: modules it imported that were not warm yet.
         figures: PNG images of the matplotlib figures it left open.
-        worker: where it ran: a Dask worker's address, empty on this machine.
+        worker: where it ran: ``local``, or a Dask worker's address.
         queued_s: seconds between its submission and its start (waiting for a free
             worker, and the trip to it).
     """
@@ -135,8 +135,11 @@ class Evaluator(ABC):
         """Prepare the warm state; raises EvaluationError if the setup fails."""
 
     @abstractmethod
-    def submit(self, code: str) -> Future[Outcome]:
+    def submit(self, code: str, on_start: Callable[[str], None] | None = None) -> Future[Outcome]:
         """Start evaluating ``code``; the future's result is its outcome (never an exception).
+
+        ``on_start`` is called, from any thread, with where the candidate runs (``local``,
+        or a Dask worker's address) once it has started there.
 
         Raises:
             EvaluationError: the evaluator cannot run anything (not started, or its
@@ -512,7 +515,7 @@ class ForkEvaluator(Evaluator):
         )
         self._reader.start()
 
-    def submit(self, code: str) -> Future[Outcome]:
+    def submit(self, code: str, on_start: Callable[[str], None] | None = None) -> Future[Outcome]:
         run = _Run(Future(), time.monotonic())
         with self._lock:
             if self._broken is not None:
@@ -543,6 +546,8 @@ class ForkEvaluator(Evaluator):
                     self._send(("cancel", self._ids))  # a stop that came while it was sent
             except OSError:
                 pass  # the worker is gone: its reader reports this run with the others
+        if on_start is not None:
+            on_start("local")  # the worker forks it as soon as the request arrives
         return run.result
 
     def _finished(self, report: dict[str, Any]) -> None:
@@ -627,6 +632,7 @@ class ForkEvaluator(Evaluator):
             written=tuple(report["written"]),
             imported=tuple(report["imported"]),
             figures=tuple(report["figures"]),
+            worker="local",
             queued_s=round(max(0.0, time.monotonic() - run.submitted - report["duration_s"]), 4),
         )
 

@@ -92,6 +92,10 @@ class RunRecord:
         hypothesis: the model's reason for trying it.
         parent: the run whose code the model changed.
         error: why a run failed or was not kept, in one line.
+        duration_s: seconds its evaluations ran (all repeats).
+        worker: where it ran: ``local``, or the Dask worker's address (several, comma
+            separated, when its repeats ran on different workers).
+        queued_s: seconds its evaluations waited for a worker (all repeats).
     """
 
     run: int
@@ -117,6 +121,8 @@ class RunRecord:
     figures: tuple[str, ...] = ()
     asi: Mapping[str, Any] = field(default_factory=dict)
     commit: str | None = None
+    worker: str | None = None
+    queued_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", _frozen(self.metrics))
@@ -151,6 +157,8 @@ class RunRecord:
             "code": self.code,
             "parent": self.parent,
             "duration_s": finite(self.duration_s),
+            "worker": self.worker,
+            "queued_s": finite(self.queued_s),
             "tokens": self.tokens,
             "cost_usd": finite(self.cost_usd),
             "model": self.model,
@@ -184,6 +192,8 @@ class RunRecord:
             confidence=finite(data.get("confidence")),
             extra={
                 "duration_s": finite(data.get("duration_s")),
+                "worker": data.get("worker") if isinstance(data.get("worker"), str) else None,
+                "queued_s": finite(data.get("queued_s")),
                 "cost_usd": finite(data.get("cost_usd")),
                 "model": data.get("model"),
                 "error": data.get("error"),

@@ -1,14 +1,14 @@
-"""Typed settings of the evaluator and the model front, filled once from the options table."""
+"""Typed settings of the evaluator, where it runs and the model front, filled once from the options table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from ._errors import OptionsError
 
-__all__ = ["SANDBOX_MODES", "EvaluationSettings", "ModelSettings", "SandboxMode"]
+__all__ = ["SANDBOX_MODES", "EvaluationSettings", "ExecutorSettings", "ModelSettings", "SandboxMode"]
 
 #: ``auto``: confine candidates where bubblewrap works, and say once where it does not;
 #: ``on``: refuse to run them unconfined; ``off``: never confine them.
@@ -43,6 +43,24 @@ class EvaluationSettings:
             raise OptionsError(f"--memory-limit {self.memory_mb} must be positive (or None for no limit)")
         if self.sandbox not in SANDBOX_MODES:
             raise OptionsError(f"--sandbox {self.sandbox} is not understood; choose auto, on or off")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where candidates run.
+
+    Attributes:
+        executor: ``local`` (forked on this machine), a Dask scheduler's address
+            (``tcp://HOST:PORT``), or a ``distributed.Client``; None until resolved from
+            ``$AUTORESEARCH_EXECUTOR`` (else ``local``).
+        upload_limit_mb: the largest target folder uploaded to each Dask worker.
+        shared_folder: the Dask workers read the target's folder at its own path (shared
+            storage) instead of an uploaded copy.
+    """
+
+    executor: Any = None
+    upload_limit_mb: float = 100.0
+    shared_folder: bool = False
 
 
 @dataclass(frozen=True)
