@@ -7,6 +7,7 @@ and a stop that cancels what is in flight. Every process is stopped by its pid.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -167,8 +168,8 @@ def test_two_candidates_run_at_once_on_two_workers(cluster: DaskCluster, tmp_pat
 
 
 def test_a_session_with_parallel_two_on_two_workers(cluster: DaskCluster, tmp_path: Path) -> None:
-    (tmp_path / "bench.py").write_text("import os\n" + metric_cell(1))
-    proposals = [(f"try {n}", metric_cell(n)) for n in (2, 3, 5, 4)]
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    proposals = [(f"try {n}", metric_cell(n, f"import time\ntime.sleep({n % 2} * 0.3)")) for n in (2, 3, 5, 4, 6)]
     session = ar.create_session(
         tmp_path / "bench.py",
         maximize="x",
@@ -177,9 +178,17 @@ def test_a_session_with_parallel_two_on_two_workers(cluster: DaskCluster, tmp_pa
         evaluator=DaskEvaluator(cluster.address, EvaluationSettings(timeout=30)),
     )
     session.run()
-    assert [(r.run, r.status, r.metric) for r in session.runs] == [
-        (1, "keep", 1.0), (2, "keep", 2.0), (3, "keep", 3.0), (4, "keep", 5.0), (5, "discard", 4.0),
-    ]  # fmt: skip
+    assert [r.run for r in session.runs] == [1, 2, 3, 4, 5, 6]
+    # In the order the log has them (as decided), each was judged against the best then.
+    log = (tmp_path / ".autoresearch" / "bench" / "log.jsonl").read_text().splitlines()
+    best = None
+    for line in (json.loads(text) for text in log):
+        if "run" not in line:
+            continue
+        assert line["outcome"] == ("keep" if best is None or line["metric"] > best else "discard")
+        best = line["metric"] if line["outcome"] == "keep" else best
+        assert line["worker"] in cluster.names().values()
+    assert session.best_run.metric == 6
 
 
 def test_a_worker_lost_mid_run_costs_one_more_run_then_a_crash(own_cluster: DaskCluster, project: Path) -> None:
@@ -407,3 +416,101 @@ def test_the_upload_follows_links_and_leaves_records_behind(tmp_path: Path) -> N
     assert not writable(copy / "data.csv") and writable(copy / "sub" / "more.txt")
     make_read_only(copy, ["sub/*"], before=["*.csv"])  # the session changed its off-limits files
     assert writable(copy / "data.csv") and not writable(copy / "sub" / "more.txt")
+
+
+# -- the command line ----------------------------------------------------------------------------
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
+    from jupyter_autoresearch.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+#: Two candidates that each wait for the other to start: on workers of one thread each,
+#: they can only both finish when they run at once on two workers (a shared folder).
+MEET = (
+    "import os, glob, time, uuid\n"
+    "open(f'started-{uuid.uuid4().hex}', 'w').close()\n"
+    "for _ in range(1200):\n"
+    "    if len(glob.glob('started-*')) >= 2:\n"
+    "        break\n"
+    "    time.sleep(0.05)\n"
+    "print(f\"METRIC met={int(len(glob.glob('started-*')) >= 2)}\")\n"
+)
+
+
+def test_the_command_line_runs_two_at_once_on_two_workers(
+    cluster: DaskCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", MEET + metric_cell(2)), ("b", MEET + metric_cell(3))])
+    code, err = cli(capsys, "run", tmp_path / "bench.py", "--maximize", "x", "--model", f"replay:{rec}",
+                    "--executor", cluster.address, "--parallel", "2", "--shared-folder")  # fmt: skip
+    assert code == 0, err
+    runs = read_log(tmp_path / ".autoresearch" / "bench").runs
+    assert sorted(r.metrics.get("met") for r in runs[1:]) == [1.0, 1.0]  # they met: both ran at once
+    workers = set(cluster.names().values())
+    assert {r.worker for r in runs[1:]} == workers  # one on each worker
+    assert all(r.queued_s is not None and r.duration_s is not None for r in runs)
+    for worker in workers:
+        assert f"running on {worker}" in err
+    assert "in flight: #" in err  # the other run, when the first was decided
+
+
+def test_the_executor_comes_from_the_environment_too(
+    cluster: DaskCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTORESEARCH_EXECUTOR", cluster.address)
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    code, err = cli(capsys, "run", tmp_path / "bench.py", "--maximize", "x", "--model", f"replay:{rec}")
+    assert code == 0, err
+    runs = read_log(tmp_path / ".autoresearch" / "bench").runs
+    assert [r.status for r in runs] == ["keep", "keep"]
+    assert {r.worker for r in runs} <= set(cluster.names().values())
+
+
+def test_an_unreachable_scheduler_on_the_command_line_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dask.config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        code, err = cli(capsys, "run", tmp_path / "bench.py", "--maximize", "x", "--model", f"replay:{rec}",
+                        "--executor", f"tcp://127.0.0.1:{port}")  # fmt: skip
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"jupyter-autoresearch: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} (no answer "
+        "within 2s); check the address, or start one with: dask scheduler"
+    )
+    assert (
+        not (tmp_path / ".autoresearch" / "bench" / "log.jsonl").exists()
+        or read_log(tmp_path / ".autoresearch" / "bench").runs == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        ("tcp//nowhere", "--executor 'tcp//nowhere' is not understood; give local, or a Dask scheduler's address"),
+        ("tcp://10.0.0.1:8786", "--executor 'tcp://10.0.0.1:8786' needs Dask's distributed package: pip install"),
+    ],
+)
+def test_a_bad_executor_or_a_missing_extra_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, executor: str, message: str
+) -> None:
+    import sys
+
+    if "needs" in message:
+        monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    code, err = cli(capsys, "run", tmp_path / "bench.py", "--maximize", "x", "--model", "replay:none.jsonl",
+                    "--executor", executor)  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    assert message in err.strip().splitlines()[-1]

@@ -1,14 +1,22 @@
-"""The CLI's live progress: one line per decision, on stderr."""
+"""The CLI's live progress: one line per decision, on stderr.
+
+With runs in flight at once, or candidates on a Dask cluster, it also says where each
+candidate started, and after each decision which runs are still running, where, and for
+how long.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 from ..engine._events import (
     BaselineDone,
     ConstraintsChanged,
     Decision,
+    EvaluationDone,
+    EvaluationRunning,
     Event,
     Notice,
     ProposalFailed,
@@ -33,6 +41,7 @@ class ProgressPrinter:
         self.colour = self.stream.isatty() if colour is None else colour
         self.task: TaskSpec | None = None
         self.baseline: float | None = None
+        self.running: dict[int, tuple[str, float]] = {}  # run -> (where, since when)
 
     def _paint(self, status: str) -> str:
         text = f"{status:<10}"
@@ -68,10 +77,20 @@ class ProgressPrinter:
                 f"  --   model failed, no run ({event.consecutive} of {event.limit} in a row before it stops): "
                 f"{short(event.reason, 110)}"
             )
+        elif isinstance(event, EvaluationRunning):
+            self.running[event.run] = (event.worker, time.monotonic())
+            if event.worker != "local" or len(self.running) > 1:
+                self._print(f"  #{event.run:<3} running on {event.worker}")
+        elif isinstance(event, EvaluationDone):
+            self.running.pop(event.run, None)
         elif isinstance(event, BaselineDone):
             self.baseline = event.record.metric
         elif isinstance(event, Decision):
             self._decision(event)
+            if self.running:
+                now = time.monotonic()
+                flight = (f"#{run} on {where} for {now - since:.0f}s" for run, (where, since) in self.running.items())
+                self._print(f"        in flight: {', '.join(flight)}")
         elif isinstance(event, StateChanged):
             self._print(f"  [{event.state}]")
         elif isinstance(event, Notice):

@@ -182,7 +182,11 @@ def _executor(value: object) -> Any:
         return text
     if not re.fullmatch(r"(?:[a-z+]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+/?", text):
         raise _Invalid("is not understood; give local, or a Dask scheduler's address like tcp://HOST:PORT")
-    if importlib.util.find_spec("distributed") is None:
+    try:
+        missing = importlib.util.find_spec("distributed") is None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        missing = True
+    if missing:
         raise _Invalid(f"needs Dask's distributed package: {INSTALL_HINT}")
     return text
 

@@ -71,7 +71,8 @@ class DaskEvaluator(Evaluator):
         upload_limit_mb: the largest target folder uploaded to the workers.
         shared_folder: the workers read the target's folder at its own path (shared
             storage) instead of an uploaded copy.
-        connect_timeout: seconds to reach the scheduler.
+        connect_timeout: seconds to reach the scheduler (by default Dask's own setting,
+            ``distributed.comm.timeouts.connect``).
         worker_wait: seconds to wait for a first worker, and for a new one when every
             worker was lost.
 
@@ -91,7 +92,7 @@ class DaskEvaluator(Evaluator):
         *,
         upload_limit_mb: float = 100.0,
         shared_folder: bool = False,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
         worker_wait: float = 60.0,
     ) -> None:
         self.address = executor if isinstance(executor, str) else str(getattr(executor.scheduler, "address", ""))
@@ -136,13 +137,18 @@ class DaskEvaluator(Evaluator):
     def _connect(self) -> Client:
         if self._given is not None:
             return self._given
+        import dask.config
+        from dask.utils import parse_timedelta
         from distributed import Client
 
+        timeout = self.connect_timeout
+        if timeout is None:
+            timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s") or 30.0
         try:
-            return Client(self.address, timeout=self.connect_timeout, set_as_default=False)
+            return Client(self.address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as err:
             # distributed retries a refused connection until the timeout: say it plainly.
-            reason = f"no answer within {self.connect_timeout:g}s" if "Timed out" in str(err) else str(err)
+            reason = f"no answer within {timeout:g}s" if "Timed out" in str(err) else str(err)
             raise EvaluationError(
                 f"cannot reach the Dask scheduler at {self.address} ({reason.splitlines()[0]}); "
                 "check the address, or start one with: dask scheduler"

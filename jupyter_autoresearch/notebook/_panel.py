@@ -17,6 +17,8 @@ from ..engine._events import (
     BaselineDone,
     ConstraintsChanged,
     Decision,
+    EvaluationDone,
+    EvaluationRunning,
     EvaluationStarted,
     Event,
     Notice,
@@ -113,12 +115,16 @@ class Panel:
         self.cost_known = any(r.cost_usd is not None for r in session.runs)
         self.model_failures = 0
         self.page = 0
+        self.streaming: int | None = None  # the run whose reasoning is shown
+        self.flight: dict[int, tuple[str, float]] = {}  # run -> (what it is doing, since when)
+        self._ticking = False
         self._reasoning: list[str] = []
         self._lock = threading.Lock()
         self._draw_lock = threading.RLock()  # the history is drawn from a timer and from controls
 
         self.error_line = w.HTML()
         self.header = w.HTML()
+        self.inflight = w.HTML()
         self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto"))
         self.history = w.HTML()
         self.older = w.Button(description="Older", icon="arrow-left", layout=w.Layout(width="90px"))
@@ -200,6 +206,7 @@ class Panel:
             [
                 self.error_line,
                 self.header,
+                self.inflight,
                 w.HBox([self.stop_button, self.pause_button, self.max_iterations]),
                 w.HBox([self.steer_text, self.steer_button]),
                 self.message,
@@ -218,6 +225,8 @@ class Panel:
     # -- events ------------------------------------------------------------------------
     def on_event(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
+            if self.streaming is not None and event.run != self.streaming:
+                return  # runs in flight at once: the reasoning shown is the latest request's
             with self._lock:
                 self._reasoning.append(event.text)
             self._reasoning_throttle.poke()
@@ -225,7 +234,8 @@ class Panel:
         if isinstance(event, SessionStarted):
             self.state, self.started = "running", time.monotonic()
         elif isinstance(event, ProposalStarted):
-            self.current_run, self.phase = event.run, "asking the model"
+            self.current_run, self.phase, self.streaming = event.run, "asking the model", event.run
+            self._in_flight(event.run, "asking the model")
             with self._lock:
                 self._reasoning = []
             self._reasoning_throttle.now()
@@ -233,12 +243,20 @@ class Panel:
             self.tokens += event.tokens or 0
             self.cost += event.cost_usd or 0.0
             self.cost_known = self.cost_known or event.cost_usd is not None
+            if not event.code or event.problem:
+                self._in_flight(event.run, None)  # no candidate to run
             self._reasoning_throttle.now()
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self.current_run, self.phase = event.run, f"evaluating{repeat}"
+            self._in_flight(event.run, "waiting for a worker")
+        elif isinstance(event, EvaluationRunning):
+            self._in_flight(event.run, f"on {event.worker}")
+        elif isinstance(event, EvaluationDone):
+            self._in_flight(event.run, None)
         elif isinstance(event, ProposalFailed):
             self.phase, self.model_failures = "", self.model_failures + 1
+            self._in_flight(event.run, None)
             self.message.value = notice_html(
                 f"The model failed, no run ({event.consecutive} of {event.limit} in a row before the "
                 f"session stops): {event.reason}"
@@ -259,6 +277,8 @@ class Panel:
             self.pause_button.icon = "play" if event.state == "paused" else "pause"
         elif isinstance(event, Stopped):
             self.state, self.phase = "stopped", ""
+            with self._lock:
+                self.flight.clear()
             if event.reason == "error":  # one red line on top, where it is seen
                 self.detail = "error"
                 self.error_line.value = error_html(event.detail)
@@ -269,6 +289,14 @@ class Panel:
             self._reasoning_throttle.now()
             self._runs_throttle.now()
         self._header_throttle.poke()
+
+    def _in_flight(self, run: int, doing: str | None) -> None:
+        """Record what ``run`` is doing now (None: it is no longer in flight)."""
+        with self._lock:
+            if doing is None:
+                self.flight.pop(run, None)
+            else:
+                self.flight[run] = (doing, time.monotonic())
 
     # -- drawing -----------------------------------------------------------------------
     def refresh(self) -> None:
@@ -322,6 +350,34 @@ class Panel:
             for k, v in items
         )
         self.header.value = f"<div style='line-height:1.8'>{cells}</div>"
+        self._draw_flight()
+
+    def _draw_flight(self) -> None:
+        """The runs in flight: what each is doing (where its candidate runs) and for how long.
+
+        Shown with runs in flight at once or candidates elsewhere; redrawn every second
+        while there are any, so the times move on between events."""
+        now = time.monotonic()
+        with self._lock:
+            flight = sorted(self.flight.items())
+        shown = len(flight) > 1 or any(doing.startswith("on ") and doing != "on local" for _, (doing, _) in flight)
+        if not shown or self.state == "stopped":
+            self.inflight.value = ""
+            return
+        items = "".join(
+            f"<span style='margin-right:14px'>#{run} {escape(doing)} <b>{now - since:.0f}s</b></span>"
+            for run, (doing, since) in flight
+        )
+        self.inflight.value = f"<div style='line-height:1.8'><span style='color:#757575'>in flight</span> {items}</div>"
+        if not self._ticking:
+            self._ticking = True
+            timer = threading.Timer(1.0, self._tick)
+            timer.daemon = True
+            timer.start()
+
+    def _tick(self) -> None:
+        self._ticking = False
+        self._header_throttle.poke()
 
     def _draw_runs(self) -> None:
         with self._draw_lock:
