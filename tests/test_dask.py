@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import metric_cell, write_recording
@@ -514,3 +515,13 @@ def test_a_bad_executor_or_a_missing_extra_is_one_line(
                     "--executor", executor)  # fmt: skip
     assert code == 2 and "Traceback" not in err
     assert message in err.strip().splitlines()[-1]
+
+
+def test_the_magic_ships_the_kernels_variables_to_the_workers(cluster: DaskCluster, ip: Any, tmp_path: Path) -> None:
+    rec = write_recording(tmp_path / "rec.jsonl", [("scale it", "print(f'METRIC x={base * 2}')")])
+    ip.run_cell("base = 21")
+    line = f"--maximize x --model replay:{rec} --executor {cluster.address} --wait"
+    ip.run_cell_magic("autoresearch", line, "print(f'METRIC x={base}')")
+    session = ip.user_ns["_autoresearch"]
+    assert session.stop_reason == "done" and [r.metric for r in session.runs] == [21.0, 42.0]
+    assert {r.worker for r in session.runs} <= set(cluster.names().values())

@@ -11,27 +11,6 @@ from conftest import metric_cell, write_recording
 from llm_server import LLMServer, Reply, answer
 
 import jupyter_autoresearch as ar
-from jupyter_autoresearch.notebook import _registry
-
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh InteractiveShell with the extension loaded, working in a temporary folder."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance(config=Config())
-    shell.run_line_magic("load_ext", "jupyter_autoresearch")
-    _registry._SESSIONS.clear()
-    _registry._ORDER.clear()
-    yield shell
-    for session in _registry.sessions().values():
-        session.stop()
-        session.wait(10)
-    InteractiveShell.clear_instance()
 
 
 def magic(ip: Any, line: str, cell: str) -> None:
