@@ -44,8 +44,9 @@ print(f"METRIC total={total}")
 TRIVIAL = "print('METRIC x=1')\n"
 
 
-def throughput(evaluator: Evaluator, code: str, count: int, width: int) -> float:
-    """Candidates per second with ``width`` in flight, over ``count`` candidates."""
+def throughput(evaluator: Evaluator, code: str, count: int, width: int, ran: list[float] | None = None) -> float:
+    """Candidates per second with ``width`` in flight, over ``count`` candidates; each
+    candidate's own run time goes to ``ran``."""
     start = time.perf_counter()
     pending: set[concurrent.futures.Future[object]] = set()
     submitted = done = 0
@@ -57,6 +58,8 @@ def throughput(evaluator: Evaluator, code: str, count: int, width: int) -> float
         for future in finished:
             outcome = future.result()
             assert outcome.kind == "ok", outcome  # type: ignore[attr-defined]
+            if ran is not None:
+                ran.append(outcome.duration_s)  # type: ignore[attr-defined]
         done += len(finished)
     return count / (time.perf_counter() - start)
 
@@ -97,13 +100,16 @@ def main() -> None:
             throughput(evaluator, CPU_BOUND, 2, 2)  # warm: first tasks, imports, caches
 
         rates: dict[str, list[float]] = {name: [] for name in contenders}
+        ran: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.rounds):
             for name, (evaluator, width) in contenders.items():
-                rates[name].append(throughput(evaluator, CPU_BOUND, args.candidates, width))
-        print(f"CPU-bound cell, {args.candidates} candidates x {args.rounds} rounds (median candidates/s):")
+                rates[name].append(throughput(evaluator, CPU_BOUND, args.candidates, width, ran[name]))
+        print(f"CPU-bound cell, {args.candidates} candidates x {args.rounds} rounds (median candidates/s, and")
+        print("the median time one candidate ran: longer with two at once means the cores were not free):")
         for name, values in rates.items():
-            value = statistics.median(values)
-            print(f"  {name:>20}: {value:6.2f}/s   (rounds: {', '.join(f'{v:.2f}' for v in rates[name])})")
+            value, alone = statistics.median(values), statistics.median(ran[name])
+            rounds = ", ".join(f"{v:.2f}" for v in rates[name])
+            print(f"  {name:>20}: {value:6.2f}/s   ran {alone:.2f} s each   (rounds: {rounds})")
 
         def ratio(top: str, bottom: str) -> str:
             # Per round, then the median: contenders of one round ran minutes apart at most.
