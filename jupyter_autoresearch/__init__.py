@@ -18,6 +18,7 @@ from .engine._events import (
     ConstraintsChanged,
     Decision,
     EvaluationDone,
+    EvaluationRunning,
     EvaluationStarted,
     Event,
     Notice,
@@ -32,6 +33,7 @@ from .engine._events import (
 )
 from .engine._factory import create_session, load_session
 from .engine._session import Session
+from .isolation._dask import DaskEvaluator
 from .isolation._evaluate import Evaluator, ForkEvaluator, Outcome, WorkerSetup, imported_modules
 from .proposers._propose import Proposal, ProposalContext, Proposer
 from .proposers._replay import ReplayProposer
@@ -68,9 +70,11 @@ __all__ = [
     "Constraint",
     "ConstraintError",
     "ConstraintsChanged",
+    "DaskEvaluator",
     "Decision",
     "EvaluationDone",
     "EvaluationError",
+    "EvaluationRunning",
     "EvaluationSettings",
     "EvaluationStarted",
     "Evaluator",

@@ -112,3 +112,25 @@ def priced_model() -> Any:
     )  # fmt: skip
     yield name
     litellm.model_cost.pop(name, None)
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh InteractiveShell with the extension loaded, working in a temporary folder."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from jupyter_autoresearch.notebook import _registry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=Config())
+    shell.run_line_magic("load_ext", "jupyter_autoresearch")
+    _registry._SESSIONS.clear()
+    _registry._ORDER.clear()
+    yield shell
+    for session in _registry.sessions().values():
+        session.stop()
+        session.wait(10)
+    InteractiveShell.clear_instance()

@@ -288,3 +288,26 @@ def test_a_worker_that_dies_during_setup_shows_its_last_words_and_leaves_nothing
     ):
         ev.start(WorkerSetup(folder=tmp_path, setup_code=(dying,), session_folder=session))
     assert list(session.iterdir()) == []  # its log lived in the session folder, and is gone
+
+
+def test_submit_returns_at_once_and_each_outcome_arrives_when_it_finishes(evaluator: ForkEvaluator) -> None:
+    slow = evaluator.submit("import time\ntime.sleep(60)\nprint('METRIC x=1')")
+    quick = evaluator.submit("print('METRIC x=2')")
+    assert quick.result(timeout=30).metrics == {"x": 2.0}
+    assert not slow.done()  # the quick one did not wait for it
+    evaluator.cancel(slow)  # only that one
+    assert slow.result(timeout=30).kind == "cancelled"
+    assert evaluator.submit("print('METRIC x=3')").result(timeout=30).metrics == {"x": 3.0}
+    evaluator.cancel()  # every run, and what is submitted after, until the next start
+    assert evaluator.submit("print('METRIC x=4')").result(timeout=30).kind == "cancelled"
+
+
+def test_a_candidate_started_beside_one_whose_output_has_ended_runs_untouched(evaluator: ForkEvaluator) -> None:
+    # The first closes its output early and runs on: the worker closes its ends of those
+    # pipes, whose numbers the next candidates' pipes then take. Neither those candidates
+    # (closing their siblings' pipes) nor the worker (ending the first) may touch them.
+    quiet = evaluator.submit("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(1.0)")
+    time.sleep(0.5)
+    later = [evaluator.submit(f"import time\ntime.sleep(1.5)\nprint('METRIC x={n}')") for n in range(3)]
+    assert [f.result(timeout=30).metrics for f in later] == [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}]
+    assert quiet.result(timeout=30).kind == "ok"

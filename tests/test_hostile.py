@@ -117,7 +117,7 @@ def test_a_killed_worker_is_replaced_and_the_run_is_a_crash(tmp_path: Path, sand
     )
     assert after.kind == "ok" and after.metrics == {"x": 42.0}  # the fresh worker has the warm state
     assert [o.kind for o in both] == ["crash", "crash"]
-    assert "a candidate of this batch ended the evaluation worker" in str(both[1].error)
+    assert "one of 2 candidates running at once ended the evaluation worker" in str(both[1].error)
     assert again.metrics == {"x": 3.0}
 
 

@@ -94,6 +94,8 @@ def test_append_read_roundtrip_keeps_our_fields(tmp_path: Path) -> None:
         "model",
         "error",
         "constraints",
+        "worker",
+        "queued_s",
     ):
         assert field in line
 

@@ -11,27 +11,6 @@ from conftest import metric_cell, write_recording
 from llm_server import LLMServer, Reply, answer
 
 import jupyter_autoresearch as ar
-from jupyter_autoresearch.notebook import _registry
-
-
-@pytest.fixture
-def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh InteractiveShell with the extension loaded, working in a temporary folder."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance(config=Config())
-    shell.run_line_magic("load_ext", "jupyter_autoresearch")
-    _registry._SESSIONS.clear()
-    _registry._ORDER.clear()
-    yield shell
-    for session in _registry.sessions().values():
-        session.stop()
-        session.wait(10)
-    InteractiveShell.clear_instance()
 
 
 def magic(ip: Any, line: str, cell: str) -> None:
@@ -209,6 +188,40 @@ def test_panel_state_follows_the_session(ip: Any, tmp_path: Path) -> None:
     panel.base_picker.value = 1  # any two runs
     assert "run 3 against run 1" in panel.run_detail.value
     assert [row.children[0].children[0].value for row in panel.rows.children] == ["cost"]
+
+
+def test_the_panel_shows_the_runs_in_flight_and_one_stream(tmp_path: Path) -> None:
+    from jupyter_autoresearch.engine._events import (
+        EvaluationDone,
+        EvaluationRunning,
+        EvaluationStarted,
+        ProposalStarted,
+        ReasoningDelta,
+        Stopped,
+    )
+    from jupyter_autoresearch.notebook._panel import Panel
+
+    rec = write_recording(tmp_path / "rec.jsonl", [("a", metric_cell(2))])
+    session = ar.create_session(_script(tmp_path), maximize="x", model=f"replay:{rec}")
+    panel = Panel(session)
+    name = session.name
+    panel.on_event(ProposalStarted(name, 2, 1))
+    panel.on_event(ReasoningDelta(name, 2, "first idea"))
+    panel.on_event(ProposalStarted(name, 3, 2))
+    panel.on_event(ReasoningDelta(name, 2, " <b>late</b>"))  # the older stream goes on, unseen
+    panel.on_event(ReasoningDelta(name, 3, "second idea"))
+    panel.on_event(EvaluationStarted(name, 2, 1, 1))
+    panel.on_event(EvaluationRunning(name, 2, 1, "tcp://10.0.0.7:40211"))
+    panel._draw_header()
+    panel._flush_reasoning()
+    assert "#2 on tcp://10.0.0.7:40211" in panel.inflight.value and "#3 asking the model" in panel.inflight.value
+    assert "second idea" in panel.reasoning.value and "late" not in panel.reasoning.value
+    panel.on_event(EvaluationDone(name, 2, 1, "ok"))
+    panel._draw_header()
+    assert "#2" not in panel.inflight.value  # one run in flight, on this machine: nothing to add
+    panel.on_event(Stopped(name, "done", "no more", None, 1))
+    panel._draw_header()
+    assert panel.inflight.value == ""
 
 
 def test_a_repaired_log_is_a_warning_in_the_panel(tmp_path: Path) -> None:

@@ -27,10 +27,12 @@ def test_exported_members_are_pinned() -> None:
             "Constraint",
             "ConstraintError",
             "ConstraintsChanged",
+            "DaskEvaluator",
             "Decision",
             "EvaluationDone",
             "EvaluationError",
             "EvaluationSettings",
+            "EvaluationRunning",
             "EvaluationStarted",
             "Evaluator",
             "Event",
@@ -82,7 +84,8 @@ def test_exported_members_are_pinned() -> None:
 def test_importing_the_package_does_not_import_heavy_modules() -> None:
     code = (
         "import sys, jupyter_autoresearch; "
-        "print(sorted(m for m in ('litellm', 'IPython', 'ipywidgets', 'pandas', 'matplotlib') if m in sys.modules))"
+        "heavy = ('litellm', 'IPython', 'ipywidgets', 'pandas', 'matplotlib', 'distributed'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -153,7 +153,9 @@ def test_infer_task_drafts_a_task_or_says_how_to_give_one(
 
 def test_parallel_requests_are_safe(tmp_path: Path, build: Callable[[list[int]], ar.Proposer]) -> None:
     done = session(tmp_path, build([4, 2, 8, 5]), parallel=2).run()
-    assert sorted(r.metric for r in done.runs[1:]) == [1.25, 2.0, 2.5, 5.0]
+    assert sorted(r.metric or 0 for r in done.runs[1:]) == [1.25, 2.0, 2.5, 5.0], [
+        (r.run, r.status, r.error, r.stderr_tail) for r in done.runs
+    ]
     assert [r.run for r in done.runs] == [1, 2, 3, 4, 5]
 
 

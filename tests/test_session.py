@@ -232,6 +232,7 @@ def test_a_raising_subscriber_does_not_break_the_loop(tmp_path: Path, caplog: py
     assert seen == [
         "SessionStarted",
         "EvaluationStarted",
+        "EvaluationRunning",
         "EvaluationDone",
         "BaselineDone",
         "Decision",
@@ -239,6 +240,7 @@ def test_a_raising_subscriber_does_not_break_the_loop(tmp_path: Path, caplog: py
         "ReasoningDelta",
         "ProposalReady",
         "EvaluationStarted",
+        "EvaluationRunning",
         "EvaluationDone",
         "Decision",
         "ProposalStarted",
@@ -754,3 +756,33 @@ def test_state_errors_are_session_errors(tmp_path: Path) -> None:
     session.wait(30)
     with pytest.raises(ar.SessionError, match="was loaded read-only and cannot run"):
         load_session(session.folder).run()
+
+
+def test_parallel_runs_are_in_flight_together_and_each_is_judged_when_decided(tmp_path: Path) -> None:
+    # Whichever request gets it, the waiter finishes only after the quick one has run (a
+    # file, no clock): both were in flight at once, and the quick one was decided first.
+    waiter = (
+        "import os, time\n"
+        "for _ in range(1200):\n"
+        "    if os.path.exists('quick.done'):\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+        "print(f\"METRIC saw={int(os.path.exists('quick.done'))}\")\n" + metric_cell(2)
+    )
+    quick = "open('quick.done', 'w').close()\n" + metric_cell(3)
+    session = make(tmp_path, [("wait", waiter), ("quick", quick)], parallel=2, timeout=120)
+    session.run()
+    runs = {r.hypothesis: r for r in session.runs}
+    assert runs["wait"].metrics["saw"] == 1.0
+    # Against the best when it was asked for (the baseline, 1) it would be kept; it is
+    # judged against the best when it is decided: the quick run's 3.
+    assert runs["quick"].status == "keep" and runs["wait"].status == "discard"
+    assert runs["wait"].error == "x 2 vs best 3: not better"
+    assert runs["wait"].parent == runs["quick"].parent == 1
+    assert [r.run for r in session.runs] == [1, 2, 3]  # numbered in the order they were asked for
+    log = (tmp_path / ".autoresearch" / "bench" / "log.jsonl").read_text().splitlines()
+    logged = [line for line in map(json.loads, log) if "run" in line]
+    assert [line["asi"]["hypothesis"] for line in logged][1:] == ["quick", "wait"]  # written as decided
+    assert all(line["worker"] == "local" and line["queued_s"] >= 0 for line in logged)
+    resumed = load_session(tmp_path / ".autoresearch" / "bench")
+    assert [r.run for r in resumed.runs] == [1, 2, 3]

@@ -5,6 +5,10 @@ ticking, what the loop is doing: "waiting for the model (12 s)"), and the decisi
 written above it. Elsewhere (a log file, CI) there is no bar: each decision line ends with
 the run count and the time left, and a slow model is noted at 10 s, 30 s, 1 min and every
 minute after that, so the output is never silent for long.
+
+With runs in flight at once, or candidates on a Dask cluster, it also says where each
+candidate started, and after each decision which runs are still running, where, and for
+how long.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ..engine._events import (
     CheckStarted,
     ConstraintsChanged,
     Decision,
+    EvaluationDone,
+    EvaluationRunning,
     EvaluationStarted,
     Event,
     Notice,
@@ -87,6 +93,7 @@ class ProgressPrinter:
         self._lock = threading.RLock()
         self._ticker: threading.Thread | None = None
         self._stopped = threading.Event()
+        self.running: dict[int, tuple[str, float]] = {}  # run -> (where, since when)
 
     # -- output --------------------------------------------------------------------------
     def _paint(self, status: str) -> str:
@@ -148,8 +155,18 @@ class ProgressPrinter:
             self._status(f"evaluating run {event.run}{repeat}")
         elif isinstance(event, CheckStarted):
             self._status(f"checking run {event.run} ({event.label})")
+        elif isinstance(event, EvaluationRunning):
+            self.running[event.run] = (event.worker, self.clock())
+            if event.worker != "local" or len(self.running) > 1:
+                self._print(f"  #{event.run:<3} running on {event.worker}")
+        elif isinstance(event, EvaluationDone):
+            self.running.pop(event.run, None)
         elif isinstance(event, Decision):
             self._decision(event.record, event.best, event.holdout)
+            if self.running:
+                now = self.clock()
+                flight = (f"#{run} on {where} for {now - since:.0f}s" for run, (where, since) in self.running.items())
+                self._print(f"        in flight: {', '.join(flight)}")
         elif isinstance(event, StateChanged):
             self._print(f"  [{event.state}]")
             self._status(event.state)

@@ -17,6 +17,7 @@ __all__ = [
     "ConstraintsChanged",
     "Decision",
     "EvaluationDone",
+    "EvaluationRunning",
     "EvaluationStarted",
     "Event",
     "Notice",
@@ -108,12 +109,23 @@ class EvaluationStarted(Event):
 
 
 @dataclass(frozen=True)
+class EvaluationRunning(Event):
+    """A candidate started running on ``worker`` (``local``, or a Dask worker's address)."""
+
+    run: int
+    repeat: int
+    worker: str
+
+
+@dataclass(frozen=True)
 class EvaluationDone(Event):
     run: int
     repeat: int
     kind: str
     metrics: Mapping[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
+    worker: str = ""
+    queued_s: float = 0.0
 
 
 @dataclass(frozen=True)

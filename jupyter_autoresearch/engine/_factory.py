@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..isolation._dask import DaskEvaluator
 from ..isolation._evaluate import Evaluator, ForkEvaluator, WorkerSetup, imported_modules
 from ..isolation._holdout import HoldoutSpec, HoldoutWorker
 from ..journal._journal import read_log, session_folder
@@ -20,7 +21,7 @@ from ..protocol._errors import OptionsError, ProposalError
 from ..protocol._metrics import is_metric_name
 from ..protocol._settings import CheckSettings, ModelSettings, TrustSettings
 from ..protocol._task import Limits, TaskSpec
-from ._options import RunConfig, SetupCells, api_layer, magic_layer, options_doc
+from ._options import RunConfig, SetupCells, api_layer, convert, magic_layer, option, options_doc
 from ._session import Session
 from ._target import Target, check_cell_code, load_target
 
@@ -31,6 +32,7 @@ __all__ = [
     "create_session",
     "holdout_of",
     "load_session",
+    "make_evaluator",
     "make_proposer",
     "session_from_config",
 ]
@@ -63,6 +65,31 @@ def make_proposer(settings: ModelSettings, *, folder: Path | None = None) -> Pro
             api_base=settings.api_base or os.environ.get("AUTORESEARCH_API_BASE") or None,
             env_file=settings.env_file or (folder / ".env" if folder is not None else None),
         )
+    )
+
+
+def make_evaluator(config: RunConfig, *, folder: Path | None = None) -> Evaluator:
+    """The evaluator for the executor: the local warm fork, or a Dask cluster.
+
+    The executor defaults to ``$AUTORESEARCH_EXECUTOR`` (read after the ``.env`` file
+    beside the target), else ``local``.
+
+    Raises:
+        OptionsError: ``$AUTORESEARCH_EXECUTOR`` is not an executor, or Dask is missing.
+    """
+    settings = config.executor
+    executor = settings.executor
+    if executor is None:
+        load_dotenv(folder)
+        given = os.environ.get("AUTORESEARCH_EXECUTOR", "").strip()
+        executor = convert(option("executor"), given, "$AUTORESEARCH_EXECUTOR=") if given else "local"
+    if executor == "local":
+        return ForkEvaluator(config.evaluation)
+    return DaskEvaluator(
+        executor,
+        config.evaluation,
+        upload_limit_mb=settings.upload_limit_mb,
+        shared_folder=settings.shared_folder,
     )
 
 
@@ -299,13 +326,13 @@ def session_from_config(
         session_folder=folder,
         hidden=tuple(dict.fromkeys((*task.hidden_files, *(holdout.hidden if holdout else ())))),
     )
-    evaluator = evaluator or ForkEvaluator(config.evaluation)
+    evaluator = evaluator or make_evaluator(config, folder=target.folder)
     holdout_worker, holdout_setup = None, None
     if trust.active:
         if trust.exports and not evaluator.exports_values:
             raise OptionsError(
                 f"{type(evaluator).__name__} cannot send a candidate's variables to the holdout; "
-                "--same-output and --holdout-inputs need the ForkEvaluator",
+                "--same-output and --holdout-inputs need the local executor (--executor local)",
                 option="same_output" if trust.same_output else "holdout_inputs",
             )
         spec = HoldoutSpec(

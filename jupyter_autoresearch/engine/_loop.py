@@ -1,9 +1,12 @@
-"""The loop of one :meth:`Session.run`: start, then iterate until a stop rule fires.
+"""The loop of one :meth:`Session.run`: start, then keep runs in flight until a stop rule fires.
 
-Each iteration asks the proposer (``parallel`` requests at once), evaluates the
-candidates together, judges each against the segment's best (a run it would keep must
-pass the correctness checks too), and records it. A model request that fails costs its
-iteration and is logged; only a fatal one (a refused key, an unknown model) or
+Up to ``parallel`` runs are in flight at once. Each asks the model (one request), is
+evaluated (``repeats`` times, beside the best measured again when it repeats), checked (the
+holdout, outputs that must not change) and decided on its own, against the segment's best at
+the moment it is decided (a run it would keep must pass the correctness checks too); then the
+next run starts. Runs are numbered in the order their requests were made and may be decided
+in another order. A model request that fails costs its iteration and is logged; only a
+fatal one (a refused key, an unknown model) or
 ``--max-model-failures`` of them in a row end the session.
 """
 
@@ -11,9 +14,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ..isolation._evaluate import Evaluator, Outcome
 from ..journal._document import task_document
@@ -32,6 +35,7 @@ from ._events import (
     CheckStarted,
     Decision,
     EvaluationDone,
+    EvaluationRunning,
     EvaluationStarted,
     ProposalFailed,
     ProposalReady,
@@ -60,6 +64,30 @@ class StopRequested(Exception):
     """Raised inside the loop (from a stream callback) to abandon the current step."""
 
 
+@dataclass
+class _Flight:
+    """A run in flight: its number and the best it changes, then its model request, its
+    proposal and its evaluations (with the best's, measured again beside it)."""
+
+    number: int
+    parent: RunRecord
+    predicted: float | None = None  # the most its request could cost
+    asking: concurrent.futures.Future[Proposal | ProposalError] | None = None
+    proposal: Proposal | None = None
+    evaluation: concurrent.futures.Future[Outcome] | None = None
+    measuring: str = "candidate"  # what ``evaluation`` measures: the candidate, or the best beside it
+    plan: list[str] = field(default_factory=list)  # the evaluations still to come, in order
+    outcomes: list[Outcome] = field(default_factory=list)
+    incumbent: RunRecord | None = None  # the best measured again beside it (with --repeats)
+    again: list[float | None] = field(default_factory=list)  # the incumbent's metric per round
+
+    @property
+    def waiting_on(self) -> concurrent.futures.Future[Any]:
+        future = self.asking or self.evaluation
+        assert future is not None
+        return future
+
+
 class Loop:
     """One run of a session's loop; :meth:`run` returns why it stopped."""
 
@@ -69,35 +97,12 @@ class Loop:
         self.proposer, self.evaluator = session.proposer, session.evaluator
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
-        self.paired_with: int | None = None  # the best measured again beside the last challengers
         self.runs_before = 0  # runs the log held when this run of the loop started
         self.estimate: float | None = None  # the most the next request could cost
 
     def run(self) -> tuple[str, str]:
-        s = self.session
         self.start()
-        while True:
-            s._running.wait()
-            if s._stop.is_set():
-                return s._stop_reason
-            self.apply_pending_constraints()
-            assert s.started_at is not None
-            width, context = self.width(), self.context()
-            self.estimate = self.proposer.estimate_cost(context)
-            s.next_cost_usd = None if self.estimate is None else self.estimate * width
-            reason = stop_rule(
-                s.limits,
-                iteration=s.iteration,
-                segment_runs=s.segment_runs(),
-                spent_usd=s.spent_usd,
-                elapsed_s=time.monotonic() - s.started_at,
-                next_cost_usd=s.next_cost_usd,
-            )
-            if reason:
-                return reason
-            done = self.iterate(width, context)
-            if done is not None:
-                return self.done(done)
+        return self.pipeline()
 
     def start(self) -> None:
         """Read the log, start the worker, check the model, then the baseline or resume."""
@@ -105,7 +110,8 @@ class Loop:
         s.iteration, s.spent_usd, s.started_at = 0, 0.0, time.monotonic()
         history = self.journal.read()
         with s._lock:
-            s._runs, s._configs, s._segment = list(history.runs), list(history.configs), None
+            # In run order: runs in flight at once are logged in the order they were decided.
+            s._runs, s._configs, s._segment = sorted(history.runs, key=lambda r: r.run), list(history.configs), None
             self.runs_before = len(s._runs)
             # Every record carries the notes so far: the latest holds them all.
             noted = [r.asi["notes"] for r in s._runs if r.asi.get("notes")]
@@ -139,63 +145,184 @@ class Loop:
         shown = f"best run {best.run} {number(best.metric)}" if best is not None else "no kept run"
         return "up-to-date", f"session {s.name} is up to date: {len(runs)} runs, {shown}"
 
-    # -- one iteration -------------------------------------------------------------------
-    def width(self) -> int:
-        """Requests of the next iteration: ``parallel``, but no more than the iterations left."""
-        s, limits = self.session, self.session.limits
-        if limits.max_iterations is not None:
-            return max(1, min(limits.parallel, limits.max_iterations - s.iteration))
-        return limits.parallel
+    # -- runs in flight -------------------------------------------------------------------
+    def pipeline(self) -> tuple[str, str]:
+        """Keep up to ``parallel`` runs in flight; returns why the loop stopped.
 
-    def iterate(self, width: int, context: ProposalContext) -> str | None:
-        """Ask, evaluate, decide and record ``width`` proposals; the DONE reason, if any."""
-        s, limits = self.session, self.session.limits
-        first = self.next_run()
-        if width == 1:
-            answers = [self.ask(first, context)]
-        else:
-            with concurrent.futures.ThreadPoolExecutor(width) as pool:
-                answers = list(pool.map(lambda i: self.ask(first + i, context), range(width)))
-        self.check_stop()
-        s.iteration += len(answers)
-        runs: list[tuple[int, Proposal]] = []  # proposals that become runs, numbered in order
-        for offset, answer in enumerate(answers):
-            if isinstance(answer, ProposalError):
-                self.failed(first + offset, answer)
-                continue
-            self.failures = 0
-            s.spent_usd += answer.cost_usd or 0.0
-            number = first + len(runs)
-            s._emit(ProposalReady(s.name, number, answer.hypothesis, answer.code, answer.problem, answer.done,
-                                  answer.tokens, answer.cost_usd))  # fmt: skip
-            if answer.code or not answer.done:  # DONE is not a run; it ends the loop below
-                runs.append((number, replace(answer, problem=answer.problem or syntax_problem(answer.code))))
-        runnable = [(run, p) for run, p in runs if p.code and not p.problem]
-        measured = (
-            self.measure([run for run, _ in runnable], [p.code for _, p in runnable], incumbent=s.best_run)
-            if runnable
-            else []
+        A stop rule or the model's DONE starts no new run and lets those in flight
+        finish; Stop ends at once (the session cancels what runs); a pause or new
+        constraints wait until nothing is in flight.
+        """
+        s = self.session
+        width = s.limits.parallel
+        flight: list[_Flight] = []
+        ending: tuple[str, str] | None = None
+        pool = concurrent.futures.ThreadPoolExecutor(width, thread_name_prefix="autoresearch-model")
+        try:
+            while True:
+                if s._stop.is_set():
+                    return s._stop_reason
+                if not flight:
+                    if ending is not None:
+                        return ending
+                    s._running.wait()
+                    if s._stop.is_set():
+                        continue
+                    self.apply_pending_constraints()
+                while ending is None and len(flight) < width and s._running.is_set() and not self.rules_pending():
+                    context = self.context()
+                    ending = self.stop_rule(context, flight)
+                    if ending is None:
+                        flight.append(self.begin(pool, flight, context))
+                if not flight:
+                    continue
+                waiting = {run.waiting_on: run for run in flight}
+                done, _ = concurrent.futures.wait(waiting, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    run = waiting[future]
+                    finished, reason = self.advance(run)
+                    if finished:
+                        flight.remove(run)
+                    if reason is not None and ending is None:
+                        ending = self.done(reason)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a request still streaming stops at its next token
+
+    def stop_rule(self, context: ProposalContext, flight: Sequence[_Flight]) -> tuple[str, str] | None:
+        """Whether a new run may start; the cost cap counts the most its request could cost,
+        and that of the requests still in flight."""
+        s = self.session
+        assert s.started_at is not None
+        self.estimate = self.proposer.estimate_cost(context)
+        asking = sum(run.predicted or 0.0 for run in flight if run.asking is not None)
+        s.next_cost_usd = None if self.estimate is None else self.estimate + asking
+        return stop_rule(
+            s.limits,
+            iteration=s.iteration,  # requests made, those in flight included
+            segment_runs=s.segment_runs(),
+            spent_usd=s.spent_usd,
+            elapsed_s=time.monotonic() - s.started_at,
+            next_cost_usd=s.next_cost_usd,
         )
-        results = dict(zip((run for run, _ in runnable), measured, strict=True))
-        for run, proposal in runs:
-            self.decide(run, proposal, context.best, results.get(run))
-        ideas = [idea for a in answers if isinstance(a, Proposal) for idea in a.ideas]
-        if ideas:
-            self.journal.add_ideas(ideas)
-        if self.failures >= limits.max_model_failures:
-            last = answers[-1]
-            raise ProposalError(
-                f"{self.failures} model requests in a row failed (--max-model-failures "
-                f"{limits.max_model_failures}); the last: {last}",
-                model=self.proposer.model,
+
+    def rules_pending(self) -> bool:
+        """New constraints wait for the runs in flight: those are judged under the old ones."""
+        with self.session._lock:
+            return self.session._pending_constraints is not None
+
+    def begin(
+        self, pool: concurrent.futures.ThreadPoolExecutor, flight: Sequence[_Flight], context: ProposalContext
+    ) -> _Flight:
+        """Start a run: its number, the best it changes, and its model request."""
+        s = self.session
+        number = max([self.next_run(), *(run.number + 1 for run in flight)])
+        s.iteration += 1
+        s._emit(ProposalStarted(s.name, number, s.iteration, self.proposer.model, self.estimate))
+        run = _Flight(number, context.best, predicted=self.estimate)
+        run.asking = pool.submit(self.ask, number, context)
+        return run
+
+    def advance(self, run: _Flight) -> tuple[bool, str | None]:
+        """Take the answer or outcome ``run`` waited for; whether the run is over, and
+        the model's DONE reason when it said so without code."""
+        s = self.session
+        if run.asking is not None:
+            answer = run.asking.result()  # a fatal model error, or a stop, ends the loop here
+            run.asking = None
+            return self.answered(run, answer)
+        assert run.evaluation is not None and run.proposal is not None
+        outcome = run.evaluation.result()
+        run.evaluation = None
+        if outcome.kind == "cancelled":
+            self.check_stop()  # stopped: nothing is decided
+            outcome = replace(outcome, kind="crash")
+        if run.measuring == "incumbent":
+            metric = s.task.metric
+            run.again.append(outcome.metrics.get(metric) if outcome.kind == "ok" and metric else None)
+        else:
+            run.outcomes.append(outcome)
+            s._emit(
+                EvaluationDone(
+                    s.name,
+                    run.number,
+                    len(run.outcomes),
+                    outcome.kind,
+                    dict(outcome.metrics),
+                    outcome.duration_s,
+                    outcome.worker,
+                    outcome.queued_s,
+                )
             )
-        done = next((a.done for a in answers if isinstance(a, Proposal) and a.done), None)
-        return done if done and not runnable else None
+            if outcome.kind != "ok":
+                run.plan.clear()  # a failed candidate: repeating cannot change that
+        if run.plan:
+            self.submit(run)
+            return False, None
+        [measured] = self.inspect([run.outcomes], run.again)
+        self.decide(run.number, run.proposal, run.parent, measured, beside=run.incumbent)
+        return True, None
+
+    def answered(self, run: _Flight, answer: Proposal | ProposalError) -> tuple[bool, str | None]:
+        s = self.session
+        if isinstance(answer, ProposalError):
+            self.failed(run.number, answer)
+            if self.failures >= s.limits.max_model_failures:
+                raise ProposalError(
+                    f"{self.failures} model requests in a row failed (--max-model-failures "
+                    f"{s.limits.max_model_failures}); the last: {answer}",
+                    model=self.proposer.model,
+                )
+            return True, None
+        self.failures = 0
+        s.spent_usd += answer.cost_usd or 0.0
+        s._emit(ProposalReady(s.name, run.number, answer.hypothesis, answer.code, answer.problem, answer.done,
+                              answer.tokens, answer.cost_usd))  # fmt: skip
+        if answer.ideas:
+            self.journal.add_ideas(list(answer.ideas))
+        if answer.done and not answer.code:
+            return True, answer.done  # DONE is not a run; no new run starts after it
+        proposal = replace(answer, problem=answer.problem or syntax_problem(answer.code))
+        if not proposal.code or proposal.problem:
+            self.decide(run.number, proposal, run.parent, None)
+            return True, None
+        run.proposal = proposal
+        repeats, best = s.limits.repeats, s.best_run
+        # With repeats, the best is measured again beside the candidate in each round,
+        # before or after it in turn, so the two meet the same conditions.
+        run.incumbent = best if repeats > 1 and best is not None and best.code else None
+        for repeat in range(1, repeats + 1):
+            pair = ["candidate", "incumbent"] if repeat % 2 else ["incumbent", "candidate"]
+            run.plan += pair if run.incumbent is not None else ["candidate"]
+        self.submit(run)
+        return False, None
+
+    def submit(self, run: _Flight) -> None:
+        """Start the next evaluation of ``run``'s plan: its code, or the best's beside it."""
+        s = self.session
+        assert run.proposal is not None
+        run.measuring = run.plan.pop(0)
+        if run.measuring == "incumbent":
+            assert run.incumbent is not None
+            run.evaluation = self.evaluator.submit(run.incumbent.code)
+            return
+        repeat = len(run.outcomes) + 1
+        s._emit(EvaluationStarted(s.name, run.number, repeat, s.limits.repeats))
+        run.evaluation = self.submit_code(run.proposal.code, self.running(run.number, repeat))
+
+    def submit_code(self, code: str, on_start: Callable[[str], None]) -> concurrent.futures.Future[Outcome]:
+        """Submit a candidate, asking for the variables the checks read, if any."""
+        worker = self.session.holdout_worker
+        export = worker.spec.exports if worker is not None else ()
+        return self.evaluator.submit(code, on_start, export=export) if export else self.evaluator.submit(code, on_start)
+
+    def running(self, run: int, repeat: int) -> Callable[[str], None]:
+        """The evaluator's ``on_start``: says where the candidate of ``run`` runs."""
+        s = self.session
+        return lambda worker: s._emit(EvaluationRunning(s.name, run, repeat, worker))
 
     def ask(self, run: int, context: ProposalContext) -> Proposal | ProposalError:
         """One request; a non-fatal failure comes back as the error, a fatal one is raised."""
         s = self.session
-        s._emit(ProposalStarted(s.name, run, s.iteration, self.proposer.model, self.estimate))
 
         def on_delta(text: str) -> None:
             self.check_stop()
@@ -214,59 +341,42 @@ class Loop:
         self.recorder.failure(str(error), model=self.proposer.model)
         s._emit(ProposalFailed(s.name, run, str(error), self.failures, s.limits.max_model_failures))
 
-    def evaluate(
-        self,
-        runs: Sequence[int],
-        codes: Sequence[str],
-        *,
-        incumbent: RunRecord | None = None,
-        export: Sequence[str] = (),
-    ) -> tuple[list[list[Outcome]], list[float | None]]:
-        """Evaluate ``codes`` (of ``runs``) together, ``repeats`` times; outcomes per code.
-
-        With repeats and an ``incumbent`` (the best), the incumbent is measured again in
-        every round, before or after the challengers in turn, so each challenger meets it
-        under the same conditions; its primary metric per round is returned too.
-        """
+    def evaluate(self, runs: Sequence[int], codes: Sequence[str]) -> list[list[Outcome]]:
+        """Evaluate ``codes`` (of ``runs``) together, ``repeats`` times; outcomes per code
+        (the baseline, and a segment's re-measured best)."""
         s = self.session
         results: list[list[Outcome]] = [[] for _ in codes]
-        again: list[float | None] = []
         repeats = s.limits.repeats
-        paired = incumbent if incumbent is not None and repeats > 1 and incumbent.code else None
-        self.paired_with = paired.run if paired is not None else None
         for repeat in range(1, repeats + 1):
-            for run in runs:
+            futures = []
+            for run, code in zip(runs, codes, strict=True):
                 s._emit(EvaluationStarted(s.name, run, repeat, repeats))
+                futures.append(self.submit_code(code, self.running(run, repeat)))
+            outcomes = [future.result() for future in futures]
             self.check_stop()
-            if paired is not None and repeat % 2 == 0:
-                again.append(self.measure_again(paired))
-            outcomes = self.evaluator.evaluate(codes, export=export) if export else self.evaluator.evaluate(codes)
-            self.check_stop()
-            if paired is not None and repeat % 2 == 1 and any(o.kind == "ok" for o in outcomes):
-                again.append(self.measure_again(paired))
             for run, result, outcome in zip(runs, results, outcomes, strict=True):
                 result.append(outcome)
-                s._emit(EvaluationDone(s.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s))
+                s._emit(
+                    EvaluationDone(
+                        s.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s,
+                        outcome.worker, outcome.queued_s,
+                    )
+                )  # fmt: skip
             if all(o.kind != "ok" for o in outcomes):
                 break  # every candidate failed: repeating cannot change that
-        return results, again
+        return results
 
-    def measure_again(self, incumbent: RunRecord) -> float | None:
-        """The incumbent's primary metric, measured once more (None if that failed)."""
-        [outcome] = self.evaluator.evaluate([incumbent.code])
-        self.check_stop()
-        metric = self.session.task.metric
-        return outcome.metrics.get(metric) if outcome.kind == "ok" and metric else None
+    def measure(self, runs: Sequence[int], codes: Sequence[str]) -> list[Measured]:
+        """Evaluate ``codes`` together and :meth:`inspect` what they did."""
+        return self.inspect(self.evaluate(runs, codes), ())
 
-    def measure(
-        self, runs: Sequence[int], codes: Sequence[str], *, incumbent: RunRecord | None = None
-    ) -> list[Measured]:
-        """Evaluate ``codes`` and check each (``--holdout``, ``--same-output``) in the
-        checking worker: what the checks found comes with each run's outcomes."""
+    def inspect(self, results: list[list[Outcome]], again: Sequence[float | None]) -> list[Measured]:
+        """Check each code's outcomes (``--holdout``, ``--same-output``) in the checking
+        worker: what the checks found comes with each run's outcomes, as does the best's
+        metric measured again beside them (``again``)."""
         s = self.session
         worker = s.holdout_worker
         spec = worker.spec if worker is not None else None
-        results, again = self.evaluate(runs, codes, incumbent=incumbent, export=spec.exports if spec else ())
         measured: list[Measured | None] = []
         pending: list[tuple[int, int, dict[str, str]]] = []  # (result, outcome checked, flags)
         for index, outcomes in enumerate(results):
@@ -289,16 +399,25 @@ class Loop:
                 measured[index] = replace(folded, incumbent=tuple(again))
         return [m for m in measured if m is not None]
 
-    def decide(self, run: int, proposal: Proposal, parent: RunRecord, measured: Measured | None) -> None:
+    def decide(
+        self,
+        run: int,
+        proposal: Proposal,
+        parent: RunRecord,
+        measured: Measured | None,
+        *,
+        beside: RunRecord | None = None,
+    ) -> None:
+        """Judge and record a run; ``beside``: the best measured again in its rounds."""
         s = self.session
         flags: dict[str, str] = {}
         if measured is None:
             verdict = Verdict("invalid", None, {}, (), proposal.problem or "the answer has no code")
         else:
             best = s.best_run
-            # Paired only against the best it was measured beside (with --parallel, an
-            # earlier run of the same batch may have just replaced it).
-            paired = best is not None and best.run == self.paired_with
+            # Paired only against the best it was measured beside (with runs in flight at
+            # once, another run may have replaced that best meanwhile).
+            paired = best is not None and beside is not None and best.run == beside.run
             verdict = judge(
                 s.task,
                 measured.outcomes,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -24,9 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from ..isolation._dask import INSTALL_HINT
 from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import OptionsError
-from ..protocol._settings import SANDBOX_MODES, CheckSettings, EvaluationSettings, ModelSettings, TrustSettings
+from ..protocol._settings import (
+    SANDBOX_MODES,
+    CheckSettings,
+    EvaluationSettings,
+    ExecutorSettings,
+    ModelSettings,
+    TrustSettings,
+)
 from ..protocol._task import Direction, Limits, TaskSpec, Threshold, parse_duration
 
 __all__ = [
@@ -195,6 +204,25 @@ def _path(value: object) -> Path:
     return Path(_text(value))
 
 
+def _executor(value: object) -> Any:
+    if not isinstance(value, (str, Path)):
+        if hasattr(value, "submit") and hasattr(value, "scheduler"):  # a distributed.Client, from Python
+            return value
+        raise _Invalid("is not 'local', a Dask scheduler's address or a distributed.Client")
+    text = str(value).strip()
+    if text == "local":
+        return text
+    if not re.fullmatch(r"(?:[a-z+]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+/?", text):
+        raise _Invalid("is not understood; give local, or a Dask scheduler's address like tcp://HOST:PORT")
+    try:
+        missing = importlib.util.find_spec("distributed") is None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        missing = True
+    if missing:
+        raise _Invalid(f"needs Dask's distributed package: {INSTALL_HINT}")
+    return text
+
+
 def _flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -316,8 +344,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibrate", "run the unchanged cell K times before the loop, report each metric's spread and set the "
            "keep threshold from it (unless --min-improvement is given; 0: off)", _STOP, kind="int", default=0,
            parse=_count, metavar="K"),
-    Option("parallel", "proposals evaluated at a time (one model request each)", _STOP, kind="int", default=1,
-           parse=_at_least_one, metavar="N"),
+    Option("parallel", "runs in flight at once, each one model request, then its evaluation", _STOP, kind="int",
+           default=1, parse=_at_least_one, metavar="N"),
     Option("timeout", "seconds one evaluation may take", _EVALUATION, kind="float", default=600, parse=_positive,
            metavar="SECONDS"),
     Option("memory_limit", "MiB of memory a candidate may add (0: no limit)", _EVALUATION, kind="int", default=4096,
@@ -326,6 +354,13 @@ OPTIONS: tuple[Option, ...] = (
            "'off'", _EVALUATION, kind="choice", default="auto", choices=SANDBOX_MODES),
     Option("network", "let confined candidates use the network (otherwise only a private loopback)", _EVALUATION,
            kind="flag", default=False, parse=_flag),
+    Option("executor", "where candidates run: 'local', or a Dask scheduler's address tcp://HOST:PORT (the dask "
+           "extra); in Python also a distributed.Client", _EVALUATION, parse=_executor, metavar="WHERE",
+           shown_default="$AUTORESEARCH_EXECUTOR, else local", into="executor"),
+    Option("upload_limit", "MB of the target's folder uploaded to each Dask worker", _EVALUATION, kind="float",
+           default=100, parse=_positive, metavar="MB", into="executor", field="upload_limit_mb"),
+    Option("shared_folder", "Dask workers read the target's folder at its own path (shared storage), not an upload",
+           _EVALUATION, kind="flag", default=False, parse=_flag, into="executor"),
     Option("setup_cells", "the state candidates start from: 'above' (the cells above the benchmark; in a kernel, "
            "the variables the cell reads), 'none', or the In [N] numbers of cells to run once in the worker, "
            "like 1,3", _EVALUATION, default="above", parse=_setup_cells, metavar="LIST", into="output"),
@@ -403,6 +438,7 @@ class RunConfig:
         model: which model proposes (``model`` None until resolved from the environment).
         output: session name, inserted cells, setup cells, CLI output.
         trust: holdout, outputs that must not change, how the best is selected.
+        executor: where candidates run (this machine, or a Dask cluster).
         given: the options some layer set explicitly (above the table's defaults).
     """
 
@@ -413,6 +449,7 @@ class RunConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     given: frozenset[str] = frozenset()
 
     @classmethod
@@ -433,7 +470,7 @@ class RunConfig:
                 values["maximize"] = values["minimize"] = None
             values.update(layer)
             given |= layer.keys()
-        parts: dict[str, dict[str, Any]] = {part: {} for part in _PARTS.values()}
+        parts: dict[str, dict[str, Any]] = {part: {} for part in (*_PARTS.values(), "executor")}
         for option in OPTIONS:
             part, name = option.destination
             if part in parts:
@@ -448,6 +485,7 @@ class RunConfig:
             model=ModelSettings(**parts["model"]),
             output=OutputSettings(**parts["output"]),
             trust=TrustSettings(**parts["trust"]),
+            executor=ExecutorSettings(**parts["executor"]),
             given=frozenset(given),
         )
 

@@ -3,6 +3,7 @@ session's history and its journal (with ``best.py`` and the task document kept c
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -79,6 +80,8 @@ class Recorder:
             parent=parent,
             timestamp=now_ms(),
             duration_s=round(sum(o.duration_s for o in outcomes), 4) if outcomes else None,
+            worker=", ".join(dict.fromkeys(o.worker for o in outcomes if o.worker)) or None,
+            queued_s=round(sum(o.queued_s for o in outcomes), 4) if outcomes else None,
             tokens=proposal.tokens if proposal else None,
             cost_usd=proposal.cost_usd if proposal else None,
             model=proposal.model if proposal else None,
@@ -97,7 +100,8 @@ class Recorder:
         record = replace(record, confidence=confidence(segment_runs, session.task.direction))
         self.journal.append_run(record)
         with session._lock:
-            session._runs.append(record)
+            # Kept in run order: with runs in flight at once, they are decided in any order.
+            bisect.insort(session._runs, record, key=lambda r: r.run)
         best = session.best
         if best is not None and best.run == record.run:
             self.journal.write_best(record.code)

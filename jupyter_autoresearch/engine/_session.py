@@ -102,7 +102,10 @@ class Session:
         self.started_at: float | None = None
         self.notes: list[str] = []
         self.read_only = history is not None and history.foreign
-        self._runs: list[RunRecord] = list(history.runs) if history else []
+        runs = list(history.runs) if history else []
+        if not self.read_only:  # ours are logged as decided, which runs in flight at once make out of order
+            runs.sort(key=lambda r: r.run)
+        self._runs: list[RunRecord] = runs
         self._configs: list[SegmentConfig] = list(history.configs) if history else []
         self._segment: int | None = None  # the segment the loop adds to, once it chose one
         self._subscribers: list[Subscriber] = []

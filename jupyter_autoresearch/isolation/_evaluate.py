@@ -7,6 +7,7 @@ asks it to fork a clean child per candidate.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import fcntl
 import glob
 import hashlib
@@ -19,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -68,6 +71,9 @@ class Outcome:
         missing: variables it was asked to export and did not define.
         export_problem: why the variables could not be sent, when they could not.
         report: the JSON dict a checking run left in ``__autoresearch_report__``.
+        worker: where it ran: ``local``, or a Dask worker's address.
+        queued_s: seconds between its submission and its start (waiting for a free
+            worker, and the trip to it).
     """
 
     kind: OutcomeKind
@@ -85,6 +91,8 @@ class Outcome:
     missing: tuple[str, ...] = ()
     export_problem: str | None = None
     report: Mapping[str, Any] | None = None
+    worker: str = ""
+    queued_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,10 @@ class WorkerSetup:
 class Evaluator(ABC):
     """Runs candidate cells in isolation. Use as a context manager or call :meth:`close`.
 
+    :meth:`submit` starts one candidate and returns at once, so a caller can keep
+    several in flight and take each outcome as it finishes; :meth:`evaluate` is the
+    batch form built on it. Both evaluators, local and Dask, are driven alike.
+
     Attributes:
         on_notice: called with one line the user should read (the sandbox is off, a
             worker was replaced); set by the session that drives the evaluator.
@@ -138,13 +150,25 @@ class Evaluator(ABC):
         """Prepare the warm state; raises EvaluationError if the setup fails."""
 
     @abstractmethod
-    def evaluate(self, codes: Sequence[str], *, export: Sequence[str] = ()) -> list[Outcome]:
-        """Run each code concurrently and return their outcomes in the same order.
+    def submit(
+        self, code: str, on_start: Callable[[str], None] | None = None, *, export: Sequence[str] = ()
+    ) -> Future[Outcome]:
+        """Start evaluating ``code``; the future's result is its outcome (never an exception).
 
-        ``export`` names variables each run sends back, cloudpickled, in
-        ``Outcome.exported``; an evaluator that cannot (``exports_values`` False) is never
-        given any.
+        ``on_start`` is called, from any thread, with where the candidate runs (``local``,
+        or a Dask worker's address) once it has started there. ``export`` names variables
+        the run sends back, cloudpickled, in ``Outcome.exported``; an evaluator that cannot
+        (``exports_values`` False) is never given any.
+
+        Raises:
+            EvaluationError: the evaluator cannot run anything (not started, or its
+                worker could not be restarted).
         """
+
+    def evaluate(self, codes: Sequence[str], *, export: Sequence[str] = ()) -> list[Outcome]:
+        """Run each code concurrently and return their outcomes in the same order."""
+        futures = [self.submit(code, export=export) if export else self.submit(code) for code in codes]
+        return [future.result() for future in futures]
 
     @abstractmethod
     def protect(self, patterns: Sequence[str]) -> None:
@@ -162,8 +186,10 @@ class Evaluator(ABC):
         """
         raise EvaluationError.cannot_check(type(self).__name__)
 
-    def cancel(self) -> None:  # noqa: B027 - optional: an evaluator may have nothing to cancel
-        """Kill the candidates that are running now (called from another thread)."""
+    def cancel(self, future: Future[Outcome] | None = None) -> None:  # noqa: B027 - optional
+        """Kill the candidate of ``future``, or every candidate running now, after which
+        new submissions are cancelled at once until the next :meth:`start` (the session
+        is stopping). Called from any thread."""
 
     def close(self) -> None:  # noqa: B027 - optional: an evaluator may hold nothing
         """Release the worker."""
@@ -289,9 +315,13 @@ class _Scratch:
             self.path.mkdir(parents=True)
             return
         self._remove_stale()
-        self.path = Path(tempfile.mkdtemp(prefix=self._PREFIX))
-        self._lock = open(self.path / "lock", "wb")
+        # Locked before it gets the name other starts look for: between mkdtemp and flock
+        # another evaluator's clean-up would take a fresh folder for a stale one.
+        starting = Path(tempfile.mkdtemp(prefix="autoresearch-starting-"))
+        self._lock = open(starting / "lock", "wb")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = starting.with_name(self._PREFIX + starting.name.removeprefix("autoresearch-starting-"))
+        starting.rename(self.path)
 
     @classmethod
     def _remove_stale(cls) -> None:
@@ -312,6 +342,20 @@ class _Scratch:
 
 #: The fallback warning is said once per process.
 _warned_unconfined = False
+
+
+@dataclass
+class _Run:
+    """A candidate sent to the worker: its future, and whether it ran alone (so a file
+    changed meanwhile can only be its doing)."""
+
+    result: Future[Outcome]
+    submitted: float
+    alone: bool = True
+
+
+def _cancelled() -> Outcome:
+    return Outcome(kind="cancelled", error="stopped by the user")
 
 
 class ForkEvaluator(Evaluator):
@@ -356,6 +400,13 @@ class ForkEvaluator(Evaluator):
                 ) from None
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._spawner: concurrent.futures.ThreadPoolExecutor | None = None
+        # Three locks, taken in this order and never the other way round: the worker's
+        # life (start, replace, stop), the runs in flight with the guard, and the socket.
+        self._lock = threading.RLock()
+        self._state = threading.Lock()
+        self._runs: dict[int, _Run] = {}
         self._send_lock = threading.Lock()
         self._guard: OffLimitsGuard | None = None
         self._scratch: _Scratch | None = None
@@ -375,19 +426,20 @@ class ForkEvaluator(Evaluator):
         return self._confined_by is not None and self._proc is not None
 
     def start(self, setup: WorkerSetup) -> None:
-        self.close()
-        self._cancelled = False
-        self._broken = None
-        self._warmed = []
-        self.setup = setup
-        self._scratch = _Scratch(setup.session_folder)
-        self._guard = self._new_guard(setup.off_limits)
-        self._confined_by = self._bubblewrap_here()
-        try:
-            self._spawn()
-        except BaseException:
+        with self._lock:
             self.close()
-            raise
+            self._cancelled = False
+            self._broken = None
+            self._warmed = []
+            self.setup = setup
+            self._scratch = _Scratch(setup.session_folder)
+            self._guard = self._new_guard(setup.off_limits)
+            self._confined_by = self._bubblewrap_here()
+            try:
+                self._spawn()
+            except BaseException:
+                self.close()
+                raise
 
     def _bubblewrap_here(self) -> Bubblewrap | None:
         global _warned_unconfined
@@ -436,7 +488,17 @@ class ForkEvaluator(Evaluator):
         return patterns
 
     def _spawn(self) -> None:
-        """Start a worker for ``self.setup`` and wait until its warm state is ready."""
+        """Start a worker for ``self.setup`` and wait until its warm state is ready.
+
+        Always from the evaluator's own thread: the sandbox ends the worker with the
+        thread that started it, and the thread that notices a dead worker (its reader)
+        ends once it has started the next one.
+        """
+        if self._spawner is None:
+            self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="autoresearch-spawner")
+        self._spawner.submit(self._spawn_here).result()
+
+    def _spawn_here(self) -> None:
         assert self.setup is not None and self._scratch is not None
         setup = self.setup
         ours, theirs = socket.socketpair()
@@ -475,11 +537,29 @@ class ForkEvaluator(Evaluator):
                 },
             )
         )
-        reply = self._receive("ready")
-        if reply is None:
+        assert self._proc is not None
+        reply = self._receive(self._conn, self._proc)
+        if reply is None or reply[0] != "ready":
             raise EvaluationError(f"the evaluation worker exited unexpectedly ({self._ending()}): {self._log_tail()}")
-        if reply.get("error"):
-            raise EvaluationError(f"{reply['error']}; fix that cell, or leave it out with --setup-cells")
+        if reply[1].get("error"):
+            raise EvaluationError(f"{reply[1]['error']}; fix that cell, or leave it out with --setup-cells")
+        self._reader = threading.Thread(
+            target=_read, args=(weakref.ref(self), self._conn, self._proc), name="autoresearch-reader", daemon=True
+        )
+        self._reader.start()
+
+    def submit(
+        self,
+        code: str,
+        on_start: Callable[[str], None] | None = None,
+        *,
+        export: Sequence[str] = (),
+        inputs: bytes | None = None,
+    ) -> Future[Outcome]:
+        """Start a run of ``code``; ``inputs`` are bytes it finds still pickled in
+        ``__autoresearch_inputs__`` (the checking runs of the holdout)."""
+        item = {"code": code, "timeout": self.settings.timeout, "export": list(export), "inputs": inputs}
+        return self._submit(item, on_start)
 
     def evaluate(
         self, codes: Sequence[str], *, export: Sequence[str] = (), inputs: Sequence[bytes | None] | None = None
@@ -490,41 +570,42 @@ class ForkEvaluator(Evaluator):
             export: variables each run sends back, cloudpickled (``Outcome.exported``).
             inputs: bytes for each run, found still pickled in ``__autoresearch_inputs__``.
         """
-        return self._run(
-            [
-                {
-                    "code": code,
-                    "timeout": self.settings.timeout,
-                    "export": list(export),
-                    "inputs": inputs[index] if inputs is not None else None,
-                }
-                for index, code in enumerate(codes)
-            ]
-        )
+        futures = [
+            self.submit(code, export=export, inputs=inputs[index] if inputs is not None else None)
+            for index, code in enumerate(codes)
+        ]
+        return [future.result() for future in futures]
 
     def check(self, code: str, check: Check) -> Outcome:
+        return self.submit_check(code, check).result()
+
+    def submit_check(self, code: str, check: Check) -> Future[Outcome]:
+        """Start :meth:`check`; its future can be cancelled like a candidate's."""
         # A check cell runs after the candidate runs again: the candidate's time comes first.
         timeout = check.timeout + (self.settings.timeout if check.kind == "cell" else 0.0)
         request = {"kind": check.kind, "source": check.source, "timeout": check.timeout}
-        return self._run([{"code": code, "timeout": timeout, "check": request}])[0]
+        return self._submit({"code": code, "timeout": timeout, "check": request}, None)
 
-    def _run(self, items: Sequence[dict[str, Any]]) -> list[Outcome]:
-        """Send one request per item (its ``code``, ``timeout``, for a check ``check``, and
-        ``export`` and ``inputs``) and wait for all of them; a worker that ended is replaced."""
-        if self._broken is not None:
-            raise self._broken
-        if self._conn is None or self._proc is None:
-            raise EvaluationError("the evaluator is not started: call start() first")
-        if self._proc.poll() is not None:  # it ended between runs
-            self._respawn(self._ending())
+    def _submit(self, item: dict[str, Any], on_start: Callable[[str], None] | None) -> Future[Outcome]:
+        """Send one request (its ``code``, ``timeout``, for a check ``check``, and ``export``
+        and ``inputs``); its future resolves when its report arrives."""
+        run = _Run(Future(), time.monotonic())
+        with self._lock:
             if self._broken is not None:
                 raise self._broken
-        if self._guard:
-            self._guard.snapshot()
-        ids = []
-        for item in items:
-            self._ids += 1
-            ids.append(self._ids)
+            if self._conn is None:
+                raise EvaluationError("the evaluator is not started: call start() first")
+            if self._cancelled:
+                run.result.set_result(_cancelled())
+                return run.result
+            with self._state:
+                if self._guard and not self._runs:
+                    self._guard.snapshot()
+                self._ids += 1
+                run.alone = not self._runs
+                for other in self._runs.values():
+                    other.alone = False
+                self._runs[self._ids] = run
             request = {
                 **item,
                 "id": self._ids,
@@ -533,38 +614,56 @@ class ForkEvaluator(Evaluator):
             }
             try:
                 self._send(("run", request))
+                if self._cancelled:
+                    self._send(("cancel", self._ids))  # a stop that came while it was sent
             except OSError:
-                break  # the worker is gone: the runs not yet answered are reported below
-        if self._cancelled:
-            self.cancel()  # a stop that came while the requests were sent
-        reports: dict[int, dict[str, Any]] = {}
-        while len(reports) < len(ids):
-            report = self._receive("done")
-            if report is None:
-                break
-            reports[report["id"]] = report
-        changed = self._guard.check_and_restore() if self._guard else []
-        lost: str | None = None
-        if len(reports) < len(ids):
-            ending = self._ending()
-            self._respawn(ending)
-            who = "the candidate" if len(ids) == 1 else "a candidate of this batch"
-            after = "it could not be restarted" if self._broken else "a fresh worker took over"
-            lost = f"{who} ended the evaluation worker ({ending}); {after}"
-        outcomes = [
-            self._outcome(reports[i], changed, len(ids)) if i in reports else Outcome(kind="crash", error=lost)
-            for i in ids
-        ]
-        imported = sorted({m for r in reports.values() for m in r["imported"]} - set(self._warmed))
-        if imported and lost is None:
+                pass  # the worker is gone: its reader reports this run with the others
+        if on_start is not None:
+            on_start("local")  # the worker forks it as soon as the request arrives
+        return run.result
+
+    def _finished(self, report: dict[str, Any]) -> None:
+        """A run's report arrived: check the off-limits files and resolve its future."""
+        with self._state:
+            run = self._runs.pop(report["id"], None)
+            if run is None:
+                return
+            changed = self._guard.check_and_restore() if self._guard else []
+            outcome = self._outcome(report, changed, run)
+            imported = sorted(set(report["imported"]) - set(self._warmed))
+            self._warmed += imported
+        if imported:
             # Later candidates find these warm; the worker refuses modules a candidate
             # could have planted (in the target's folder, or newer than the worker).
-            self._warmed += imported
-            self._send(("warm", imported))
-        return outcomes
+            try:
+                self._send(("warm", imported))
+            except OSError:
+                pass  # ended meanwhile: its replacement imports them at setup
+        run.result.set_result(outcome)
+
+    def _lost(self, conn: Connection) -> None:
+        """The worker of ``conn`` ended: report its runs as crashes and start a fresh one."""
+        while not self._lock.acquire(timeout=0.1):
+            if self._conn is not conn:
+                return  # stopped on purpose, by a thread that holds the lock
+        try:
+            if self._conn is not conn:
+                return
+            with self._state:
+                lost, self._runs = self._runs, {}
+                if self._guard:
+                    self._guard.check_and_restore()  # put back what the run that killed it changed
+            ending = self._ending()
+            self._respawn(ending)
+        finally:
+            self._lock.release()
+        who = "the candidate" if len(lost) == 1 else f"one of {len(lost)} candidates running at once"
+        after = "it could not be restarted" if self._broken else "a fresh worker took over"
+        for run in lost.values():
+            run.result.set_result(Outcome(kind="crash", error=f"{who} ended the evaluation worker ({ending}); {after}"))
 
     def _respawn(self, ending: str) -> None:
-        """Replace a worker that ended; a failure is kept and raised by the next evaluate()."""
+        """Replace a worker that ended; a failure is kept and raised by the next submit()."""
         self._stop_worker()
         try:
             self._spawn()
@@ -573,23 +672,25 @@ class ForkEvaluator(Evaluator):
             self._broken = EvaluationError(f"the evaluation worker ended ({ending}) and could not be restarted: {err}")
 
     def protect(self, patterns: Sequence[str]) -> None:
-        if self._conn is None or self.setup is None:
-            raise EvaluationError("the evaluator is not started: call start() first")
-        if self._guard is not None:
-            self._guard.close()
-        self.setup = replace(self.setup, off_limits=tuple(patterns))
-        self._guard = self._new_guard(patterns)
-        if self._confined_by is not None and self._read_only() != self._mounted:
-            # Mounts are fixed when the sandbox is entered: a new worker mounts the new files.
-            self._stop_worker()
-            self._spawn()
-        else:
-            self._send(("protect", [*patterns, *self._internal_patterns()]))
+        with self._lock:
+            if self._conn is None or self.setup is None:
+                raise EvaluationError("the evaluator is not started: call start() first")
+            self.setup = replace(self.setup, off_limits=tuple(patterns))
+            with self._state:
+                if self._guard is not None:
+                    self._guard.close()
+                self._guard = self._new_guard(patterns)
+            if self._confined_by is not None and self._read_only() != self._mounted:
+                # Mounts are fixed when the sandbox is entered: a new worker mounts the new files.
+                self._stop_worker()
+                self._spawn()
+            else:
+                self._send(("protect", [*patterns, *self._internal_patterns()]))
 
-    def _outcome(self, report: dict[str, Any], changed: list[str], batch: int) -> Outcome:
+    def _outcome(self, report: dict[str, Any], changed: list[str], run: _Run) -> Outcome:
         parsed = parse_metrics(report["metric_text"])
         touched = list(report["touched"])
-        if changed and (touched or batch == 1):
+        if changed and (touched or run.alone):
             touched = sorted(set(touched) | set(changed))
         return Outcome(
             kind=report["kind"],
@@ -607,62 +708,84 @@ class ForkEvaluator(Evaluator):
             missing=tuple(report.get("missing") or ()),
             export_problem=report.get("export_error"),
             report=report.get("report"),
+            worker="local",
+            queued_s=round(max(0.0, time.monotonic() - run.submitted - report["duration_s"]), 4),
         )
 
-    def cancel(self) -> None:
-        self._cancelled = True  # sticky until the next start(): the session is stopping
-        if self._conn is not None:
-            try:
-                self._send(("cancel", None))
-            except OSError:
-                pass
+    def cancel(self, future: Future[Outcome] | None = None) -> None:
+        if future is None:
+            self._cancelled = True  # sticky until the next start(): the session is stopping
+            message: tuple[str, Any] = ("cancel", None)
+        else:
+            with self._state:
+                ids = [i for i, run in self._runs.items() if run.result is future]
+            if not ids:
+                return  # finished already
+            message = ("cancel", ids[0])
+        try:
+            self._send(message)
+        except OSError:
+            pass
 
     def close(self) -> None:
-        self._stop_worker()
-        if self._guard is not None:
-            self._guard.close()
-            self._guard = None
-        if self._scratch is not None:
-            self._scratch.close()
-            self._scratch = None
+        with self._lock:
+            self._stop_worker()
+            if self._spawner is not None:
+                self._spawner.shutdown()
+                self._spawner = None
+            with self._state:
+                if self._guard is not None:
+                    self._guard.close()
+                    self._guard = None
+            if self._scratch is not None:
+                self._scratch.close()
+                self._scratch = None
 
     def _stop_worker(self) -> None:
-        if self._conn is not None:
+        """Stop the worker (the caller holds the lock); runs still in flight are cancelled."""
+        conn, proc, reader = self._conn, self._proc, self._reader
+        with self._send_lock:
+            if conn is not None:
+                try:
+                    conn.send(("exit", None))
+                except OSError:
+                    pass
+            self._conn = None  # from here its reader knows the end is on purpose
+        self._proc, self._reader = None, None
+        if proc is not None:
             try:
-                self._send(("exit", None))
-            except OSError:
-                pass
-            with self._send_lock:
-                self._conn.close()
-                self._conn = None
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _kill(self._proc)
-            self._proc = None
+                _kill(proc)
+        if reader is not None and reader is not threading.current_thread():
+            reader.join()
+        if conn is not None:
+            conn.close()  # only now: its reader may have been reading it
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
+        with self._state:
+            stopped, self._runs = self._runs, {}
+        for run in stopped.values():
+            run.result.set_result(_cancelled())
 
     def _send(self, message: tuple[str, Any]) -> None:
-        with self._send_lock:  # cancel() may send from another thread
+        with self._send_lock:  # the reader and cancel() send from other threads
             if self._conn is None:
                 raise BrokenPipeError("the evaluation worker is gone")
             self._conn.send(message)
 
-    def _receive(self, expected: str) -> dict[str, Any] | None:
-        """The worker's next reply, or None once the worker has ended."""
-        assert self._conn is not None and self._proc is not None
+    @staticmethod
+    def _receive(conn: Connection, proc: subprocess.Popen[bytes]) -> tuple[str, dict[str, Any]] | None:
+        """The worker's next message, or None once the worker has ended."""
         try:
-            while not self._conn.poll(0.2):
-                if self._proc.poll() is not None and not self._conn.poll(0):
+            while not conn.poll(0.2):
+                if proc.poll() is not None and not conn.poll(0):
                     return None
-            kind, payload = self._conn.recv()
+            kind, payload = conn.recv()
         except (EOFError, OSError):
             return None
-        assert kind == expected, (kind, expected)
-        return dict(payload)
+        return str(kind), dict(payload)
 
     def _ending(self) -> str:
         """How the worker ended, in words (``killed by signal SIGKILL``)."""
@@ -685,6 +808,22 @@ class ForkEvaluator(Evaluator):
         if self._scratch is None or not (self._scratch.path / "worker.log").exists():
             return ""
         return (self._scratch.path / "worker.log").read_text(errors="replace").strip()[-500:]
+
+
+def _read(evaluator: weakref.ref[ForkEvaluator], conn: Connection, proc: subprocess.Popen[bytes]) -> None:
+    """The reader thread of one worker: each report to its run, then the worker's end.
+
+    It holds the evaluator weakly, so an evaluator dropped without close() is still
+    collected and its finalizer still stops the worker."""
+    while (reply := ForkEvaluator._receive(conn, proc)) is not None:
+        owner = evaluator()
+        if owner is None:
+            return
+        owner._finished(reply[1])
+        del owner
+    owner = evaluator()
+    if owner is not None:
+        owner._lost(conn)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -9,7 +9,7 @@ library is imported here, so starting the worker is cheap.
 
 Requests (tuples sent over a :class:`multiprocessing.connection.Connection`):
 ``("setup", dict)``, ``("run", dict)``, ``("protect", list)``, ``("warm", list)``,
-``("cancel", None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
+``("cancel", id or None)``, ``("exit", None)``. Replies: ``("ready", dict)``, ``("done", dict)``.
 
 A child reports back only through its output pipes and a result pipe carrying JSON:
 nothing a candidate writes is ever unpickled or executed here. Variables a run is asked
@@ -70,6 +70,7 @@ class _Stream:
     tail: bytearray = field(default_factory=bytearray)
     partial: bytes = b""
     truncated: bool = False
+    closed: bool = False  # its read end was closed here (the number may be another pipe's now)
     # name -> (last line whose value is a finite number, last line): a refused last
     # line must not erase an earlier valid value, and no count of lines loses the last.
     metrics: dict[bytes, tuple[bytes | None, bytes]] = field(default_factory=dict)
@@ -86,6 +87,7 @@ class _Stream:
             self._keep(lines)
 
     def finish(self) -> None:
+        self.closed = True
         if self.scan and self.partial:
             self._keep([self.partial])
             self.partial = b""
@@ -141,7 +143,11 @@ class _Child:
     cancelled: bool = False
 
     def fds(self) -> list[int]:
-        return [*self.streams, *([self.pidfd] if self.pidfd is not None else [])]
+        """The descriptors still open for this child (a closed one's number may be reused)."""
+        return [
+            *(fd for fd, s in self.streams.items() if not s.closed),
+            *([self.pidfd] if self.pidfd is not None else []),
+        ]
 
 
 class Worker:
@@ -268,6 +274,12 @@ class Worker:
             child.cancelled = True
             self.kill(child)
 
+    def cancel_one(self, run: int) -> None:
+        for child in self.children.values():
+            if child.request["id"] == run:
+                child.cancelled = True
+                self.kill(child)
+
     def kill_strays(self) -> None:
         """Kill every process a candidate left behind; call when no candidate runs.
 
@@ -323,11 +335,8 @@ class Worker:
         # The candidate may have left grandchildren holding the pipes open: kill the group,
         # then read what is already in the pipes without waiting for more.
         self.kill(child)
-        for fd in list(child.streams):
-            try:
-                self.selector.get_key(fd)
-            except KeyError:
-                continue
+        for fd in [fd for fd, stream in child.streams.items() if not stream.closed]:
+            # Only its own: the number of a pipe closed earlier may be another child's now.
             while self._drain(fd, child):
                 if not select.select([fd], [], [], 0)[0]:
                     self._close(fd, child)
@@ -393,7 +402,7 @@ class Worker:
             for module in payload:
                 self._warm(module)
         elif kind == "cancel":
-            self.cancel_all()
+            self.cancel_all() if payload is None else self.cancel_one(payload)
         elif kind == "exit":
             self.end()
             return False

@@ -20,6 +20,8 @@ from ..engine._events import (
     CheckStarted,
     ConstraintsChanged,
     Decision,
+    EvaluationDone,
+    EvaluationRunning,
     EvaluationStarted,
     Event,
     Notice,
@@ -140,6 +142,8 @@ class Panel:
         self.page = 0
         self._follow = True  # the run detail shows the latest run until one is picked
         self._picking = False
+        self.streaming: int | None = None  # the run whose reasoning is shown
+        self.flight: dict[int, tuple[str, float]] = {}  # run -> (what it is doing, since when)
         self._reasoning: list[str] = []
         self._lock = threading.Lock()
         self._draw_lock = threading.RLock()  # the history is drawn from a timer and from controls
@@ -152,6 +156,7 @@ class Panel:
         self.meter = w.HTML()
         # Not flex-shrunk by the panel's column: up to 220 px, then it scrolls.
         self.reasoning = w.HTML(layout=w.Layout(max_height="220px", overflow="auto", flex="0 0 auto"))
+        self.inflight = w.HTML()
         self.history = w.HTML()
         self.older = w.Button(description="Older", icon="arrow-left", layout=w.Layout(width="auto"))
         self.newer = w.Button(description="Newer", icon="arrow-right", layout=w.Layout(width="auto"))
@@ -241,6 +246,7 @@ class Panel:
                 self.error_line,
                 self.header,
                 w.HBox([self.progress, self.meter], layout=w.Layout(align_items="center")),
+                self.inflight,
                 w.HBox(
                     [self.stop_button, self.pause_button, self.max_iterations, self.steer_text, self.steer_button],
                     layout=w.Layout(flex_flow="row wrap"),
@@ -261,6 +267,8 @@ class Panel:
     # -- events ------------------------------------------------------------------------
     def on_event(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
+            if self.streaming is not None and event.run != self.streaming:
+                return  # runs in flight at once: the reasoning shown is the latest request's
             with self._lock:
                 self._reasoning.append(event.text)
             self._reasoning_throttle.poke()
@@ -270,19 +278,27 @@ class Panel:
             self.error_line.value = ""
             self._start_ticking()
         elif isinstance(event, ProposalStarted):
-            self.current_run, self.phase = event.run, "waiting for the model"
+            self.current_run, self.phase, self.streaming = event.run, "waiting for the model", event.run
             self.asking_since, self.predicted = time.monotonic(), event.predicted_usd
             self.loop_started = self.loop_started or self.asking_since
+            self._in_flight(event.run, "asking the model")
             with self._lock:
                 self._reasoning = []
             self._reasoning_throttle.now()
         elif isinstance(event, ProposalReady):
             self.asking_since, self.phase = None, "answer received"
             self.spent += event.cost_usd or 0.0
+            if not event.code or event.problem:
+                self._in_flight(event.run, None)  # no candidate to run
             self._reasoning_throttle.now()
         elif isinstance(event, EvaluationStarted):
             repeat = f" ({event.repeat}/{event.repeats})" if event.repeats > 1 else ""
             self.current_run, self.phase = event.run, f"evaluating{repeat}"
+            self._in_flight(event.run, "waiting for a worker")
+        elif isinstance(event, EvaluationRunning):
+            self._in_flight(event.run, f"on {event.worker}")
+        elif isinstance(event, EvaluationDone):
+            self._in_flight(event.run, None)
         elif isinstance(event, Calibrating):
             self.current_run, self.phase = None, f"calibrating ({event.runs} runs of the unchanged cell)"
         elif isinstance(event, Calibrated):
@@ -294,6 +310,7 @@ class Panel:
             self.current_run, self.phase = event.run, f"checking ({event.label})"
         elif isinstance(event, ProposalFailed):
             self.asking_since, self.phase, self.model_failures = None, "", self.model_failures + 1
+            self._in_flight(event.run, None)
             self.message.value = notice_html(
                 f"The model failed, no run ({event.consecutive} of {event.limit} in a row before the "
                 f"session stops): {event.reason}"
@@ -324,6 +341,8 @@ class Panel:
         elif isinstance(event, Stopped):
             self.state, self.phase, self.asking_since = "stopped", "", None
             self._ticking.clear()
+            with self._lock:
+                self.flight.clear()
             if event.reason == "error":  # one red line on top, where it is seen
                 self.detail = "error"
                 self.error_line.value = error_html(event.detail)
@@ -348,6 +367,14 @@ class Panel:
                     self._header_throttle.poke()
 
         threading.Thread(target=tick, name="autoresearch-panel-clock", daemon=True).start()
+
+    def _in_flight(self, run: int, doing: str | None) -> None:
+        """Record what ``run`` is doing now (None: it is no longer in flight)."""
+        with self._lock:
+            if doing is None:
+                self.flight.pop(run, None)
+            else:
+                self.flight[run] = (doing, time.monotonic())
 
     # -- drawing -----------------------------------------------------------------------
     def refresh(self) -> None:
@@ -463,6 +490,27 @@ class Panel:
             f"<span class='{NO_MATH}' style='margin-left:12px;color:{MUTED}'>{escape(self.state_text())}</span>"
             if running or progress or self.detail
             else f"<span class='{NO_MATH}' style='color:{MUTED}'>{escape(self.state_text())}</span>"
+        )
+        self._draw_flight()
+
+    def _draw_flight(self) -> None:
+        """The runs in flight: what each is doing (where its candidate runs) and for how long.
+
+        Shown with runs in flight at once or candidates elsewhere; redrawn every second
+        while there are any, so the times move on between events."""
+        now = time.monotonic()
+        with self._lock:
+            flight = sorted(self.flight.items())
+        shown = len(flight) > 1 or any(doing.startswith("on ") and doing != "on local" for _, (doing, _) in flight)
+        if not shown or self.state == "stopped":
+            self.inflight.value = ""
+            return
+        items = "".join(
+            f"<span style='margin-right:14px'>#{run} {escape(doing)} <b>{now - since:.0f}s</b></span>"
+            for run, (doing, since) in flight
+        )
+        self.inflight.value = (
+            f"<div class='{NO_MATH}' style='line-height:1.8'><span style='color:{MUTED}'>in flight</span> {items}</div>"
         )
 
     def _draw_runs(self) -> None:

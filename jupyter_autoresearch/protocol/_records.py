@@ -116,6 +116,10 @@ class RunRecord:
             this run: ``incumbent`` (its run), ``incumbent_metric`` and
             ``incumbent_repeats``, ``gain`` (median paired improvement), ``noise`` (its
             MAD), ``need`` (the threshold), ``pairs``.
+        duration_s: seconds its evaluations ran (all repeats).
+        worker: where it ran: ``local``, or the Dask worker's address (several, comma
+            separated, when its repeats ran on different workers).
+        queued_s: seconds its evaluations waited for a worker (all repeats).
     """
 
     run: int
@@ -144,6 +148,8 @@ class RunRecord:
     model_error: str | None = None
     flags: Mapping[str, str] = field(default_factory=dict)
     paired: Mapping[str, Any] | None = None
+    worker: str | None = None
+    queued_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", _frozen(self.metrics))
@@ -181,6 +187,8 @@ class RunRecord:
             "code": self.code,
             "parent": self.parent,
             "duration_s": finite(self.duration_s),
+            "worker": self.worker,
+            "queued_s": finite(self.queued_s),
             "tokens": self.tokens,
             "cost_usd": finite(self.cost_usd),
             "model": self.model,
@@ -217,6 +225,8 @@ class RunRecord:
             confidence=finite(data.get("confidence")),
             extra={
                 "duration_s": finite(data.get("duration_s")),
+                "worker": data.get("worker") if isinstance(data.get("worker"), str) else None,
+                "queued_s": finite(data.get("queued_s")),
                 "cost_usd": finite(data.get("cost_usd")),
                 "model": data.get("model"),
                 "error": data.get("error"),

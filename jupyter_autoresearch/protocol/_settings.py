@@ -1,14 +1,23 @@
-"""Typed settings of the evaluator, the model front and the holdout, filled once from the options table."""
+"""Typed settings of the evaluator, where it runs, the model front and the holdout, filled once from the options
+table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from ._errors import OptionsError
 
-__all__ = ["SANDBOX_MODES", "CheckSettings", "EvaluationSettings", "ModelSettings", "SandboxMode", "TrustSettings"]
+__all__ = [
+    "SANDBOX_MODES",
+    "CheckSettings",
+    "EvaluationSettings",
+    "ExecutorSettings",
+    "ModelSettings",
+    "SandboxMode",
+    "TrustSettings",
+]
 
 #: ``auto``: confine candidates where bubblewrap works, and say once where it does not;
 #: ``on``: refuse to run them unconfined; ``off``: never confine them.
@@ -66,6 +75,24 @@ class CheckSettings:
             raise OptionsError(f"--check-timeout {self.timeout:g} must be positive")
         if self.cell is not None and self.cell < 1:
             raise OptionsError(f"--check-cell {self.cell} must be 1 or more")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where candidates run.
+
+    Attributes:
+        executor: ``local`` (forked on this machine), a Dask scheduler's address
+            (``tcp://HOST:PORT``), or a ``distributed.Client``; None until resolved from
+            ``$AUTORESEARCH_EXECUTOR`` (else ``local``).
+        upload_limit_mb: the largest target folder uploaded to each Dask worker.
+        shared_folder: the Dask workers read the target's folder at its own path (shared
+            storage) instead of an uploaded copy.
+    """
+
+    executor: Any = None
+    upload_limit_mb: float = 100.0
+    shared_folder: bool = False
 
 
 @dataclass(frozen=True)
