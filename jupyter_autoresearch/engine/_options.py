@@ -106,25 +106,24 @@ def _at_least_one(value: object) -> int:
     return number
 
 
-def _positive(value: object) -> float:
+def _real(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _Invalid("is not a number")
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         raise _Invalid("is not a number") from None
+
+
+def _positive(value: object) -> float:
+    number = _real(value)
     if not number > 0 or number == float("inf"):
         raise _Invalid("must be a positive number")
     return number
 
 
 def _non_negative(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Invalid("is not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise _Invalid("is not a number") from None
+    number = _real(value)
     if not 0 <= number < float("inf"):
         raise _Invalid("must be 0 or a positive number")
     return number
