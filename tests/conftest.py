@@ -65,6 +65,16 @@ def write_recording(
     return path
 
 
+def stops_added(log: Path, before: str) -> list[str]:
+    """The reasons of the lines a log gained since it read ``before``, which must all be
+    stop lines (a rerun that adds no run, no segment and no header)."""
+    after = log.read_text()
+    assert after.startswith(before), "the log's earlier lines changed"
+    added = [json.loads(line) for line in after[len(before) :].splitlines()]
+    assert all(line["type"] == "stop" for line in added), added
+    return [line["reason"] for line in added]
+
+
 def metric_cell(value: float | str, extra: str = "") -> str:
     return f"{extra}\nprint('METRIC x={value}')\nprint('METRIC cost=1')\n".lstrip("\n")
 

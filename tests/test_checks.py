@@ -267,7 +267,8 @@ def test_a_check_cannot_write_off_limits_files_or_the_session_log(tmp_path: Path
     ]
     assert (tmp_path / "data.csv").read_text() == "a\n1\n"
     lines = [json.loads(line) for line in log.read_text().splitlines()]  # nothing but the log's own lines
-    assert len(lines) == 3 and not list(log.parent.glob("log.jsonl.damaged-*"))
+    assert [line.get("type", "run") for line in lines] == ["config", "run", "run", "stop"]
+    assert not list(log.parent.glob("log.jsonl.damaged-*"))
     assert session.warnings == ()
 
 

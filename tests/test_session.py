@@ -394,7 +394,9 @@ def test_cells_go_back_to_the_segment_they_made(tmp_path: Path) -> None:
         assert session.stop_reason == "up-to-date" and len(session.runs) == 6 and session.best_run.run == best
         assert all(e.winner is None for e in changed)
         assert session.stop_detail == f"session bench is up to date: 6 runs, best run {best} 10"
-    assert len((session.folder / "log.jsonl").read_text().splitlines()) == len(log)
+    # The log gained only the two reruns' stop lines.
+    after = (session.folder / "log.jsonl").read_text().splitlines()
+    assert after[: len(log)] == log and [json.loads(line)["reason"] for line in after[len(log) :]] == ["up-to-date"] * 2
 
 
 def counter_cell(values: list[float], file: str = "n.txt") -> str:
@@ -786,3 +788,23 @@ def test_parallel_runs_are_in_flight_together_and_each_is_judged_when_decided(tm
     assert all(line["worker"] == "local" and line["queued_s"] >= 0 for line in logged)
     resumed = load_session(tmp_path / ".autoresearch" / "bench")
     assert [r.run for r in resumed.runs] == [1, 2, 3]
+
+
+def test_each_run_of_the_loop_logs_why_it_stopped(tmp_path: Path) -> None:
+    session = make(tmp_path, [("better", metric_cell(2))], max_iterations=1)
+    session.run()
+    session.run()  # a rerun: the recording has nothing more, so the proposer says DONE
+    lines = [json.loads(line) for line in (session.folder / "log.jsonl").read_text().splitlines()]
+    stops = [{k: v for k, v in line.items() if k != "timestamp"} for line in lines if line.get("type") == "stop"]
+    assert stops == [
+        {"type": "stop", "reason": "max-iterations", "detail": session_detail(stops, 0), "runs": 2},
+        {"type": "stop", "reason": "up-to-date", "detail": session.stop_detail, "runs": 2},
+    ]
+    assert lines[-1]["type"] == "stop" and all("run" not in line for line in lines if line.get("type") == "stop")
+    assert [r.run for r in load_session(session.folder).runs] == [1, 2]  # not a run to any reader
+
+
+def session_detail(stops: list[dict[str, Any]], index: int) -> str:
+    detail = stops[index]["detail"]
+    assert isinstance(detail, str) and detail
+    return detail

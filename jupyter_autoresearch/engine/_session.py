@@ -24,10 +24,12 @@ from ..protocol._constraints import Constraint, parse_constraints
 from ..protocol._errors import AutoresearchError, ConstraintError, OptionsError, SessionError
 from ..protocol._format import number
 from ..protocol._records import RunRecord, SegmentConfig
+from ..protocol._stop import StopLine
 from ..protocol._task import Limits, TaskSpec
 from ._decide import STOP_REASONS, best_of, select_best
 from ._events import Event, Notice, StateChanged, Stopped, Subscriber
 from ._loop import Loop, StopRequested
+from ._recorder import now_ms
 from ._target import Target
 
 if TYPE_CHECKING:
@@ -394,6 +396,10 @@ class Session:
             if self.holdout_worker is not None:
                 self.holdout_worker.close()
             if journal is not None:
+                try:
+                    journal.append_stop(StopLine(reason, detail, len(self._runs), now_ms()))
+                except AutoresearchError as err:  # an unwritable log already said so; never hide the reason
+                    log.warning("autoresearch: the stop reason was not logged: %s", err)
                 journal.close()
             with self._lock:
                 self.state, self.stop_reason, self.stop_detail = "stopped", reason, detail

@@ -26,6 +26,7 @@ from ..protocol._errors import JournalError
 from ..protocol._failure import ModelFailure
 from ..protocol._records import RunRecord, SegmentConfig
 from ..protocol._redact import redact
+from ..protocol._stop import StopLine
 from ._logfile import LOG, SessionLog, find_log, read_log
 
 __all__ = ["Journal", "SessionLog", "find_log", "read_log", "session_folder"]
@@ -200,6 +201,9 @@ class Journal:
 
     def append_calibration(self, calibration: Calibration) -> None:
         self._append(calibration.to_json())
+
+    def append_stop(self, stop: StopLine) -> None:
+        self._append(stop.to_json())
 
     def _write_text(self, name: str, text: str) -> Path:
         path = self.folder / name
