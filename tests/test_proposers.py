@@ -164,3 +164,30 @@ def test_check_and_prepare_pass_when_the_proposer_can_work(build: Callable[[list
     proposer.prepare()
     proposer.check()
     assert proposer.model
+
+
+def test_every_stream_is_closed_by_the_request_that_read_it(llm: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stream left to the garbage collector may be closed in the middle of a later request,
+    # which then waits forever for the connection pool it holds: each is closed at once.
+    from jupyter_autoresearch.proposers._litellm import import_litellm
+
+    litellm = import_litellm()
+    real, opened = litellm.completion, []
+
+    def completion(**kwargs: Any) -> Any:
+        opened.append(real(**kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(litellm, "completion", completion)
+    llm.add(answer("read to the end", with_batch(2)), Reply(answer("stopped while streaming", with_batch(3)), chunk=4))
+    proposer = ar.LiteLLMProposer(ar.ModelSettings("openai/test", api_base=llm.url))
+    best = ar.RunRecord(run=1, segment=0, status="keep", metric=10.0, code=CELL)
+    context = ar.ProposalContext(task=ar.TaskSpec(metric="seconds", direction="lower"), history=(best,), best=best)
+    assert proposer.propose(context).code == with_batch(2)
+
+    def stop(text: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        proposer.propose(context, stop)
+    assert len(opened) == 2 and all(stream._closed for stream in opened)

@@ -222,8 +222,10 @@ class LiteLLMProposer(Proposer):
         usage: Any = None
         for attempt in range(settings.num_retries + 1):
             parts, usage, aborted = [], None, None
+            stream: Any = None
             try:
-                for chunk in litellm.completion(**kwargs):
+                stream = litellm.completion(**kwargs)
+                for chunk in stream:
                     usage = getattr(chunk, "usage", None) or usage
                     if chunk.choices and chunk.choices[0].delta.content:
                         parts.append(chunk.choices[0].delta.content)
@@ -240,6 +242,12 @@ class LiteLLMProposer(Proposer):
                     time.sleep(min(0.5 * 2**attempt, 8.0))
                     continue
                 raise _failure(err, self.model, settings.api_base, "".join(parts), transient) from None
+            finally:
+                # Closed here, in this thread: a stream left to the garbage collector can be
+                # closed in the middle of a later request, which then waits forever on the
+                # connection pool's lock that request holds.
+                if stream is not None:
+                    stream.close()
             if aborted is not None:
                 raise aborted
             break
