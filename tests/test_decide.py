@@ -154,3 +154,15 @@ def test_a_segment_takes_a_better_run_from_elsewhere_once() -> None:
 def test_reasons_keep_the_printed_precision() -> None:
     verdict = judge(TASK, [ok(109.8699)], run(1, "keep", 110.1627))
     assert verdict.error == "x 109.8699 vs best 110.1627: not better"
+
+
+def test_a_paired_win_replaces_only_the_best_it_was_measured_beside() -> None:
+    def kept(run: int, metric: float, beat: int | None = None) -> RunRecord:
+        paired = {"incumbent": beat, "gain": 0.01} if beat is not None else None
+        return RunRecord(run=run, segment=0, status="keep", metric=metric, paired=paired)
+
+    # Run 3 was best; 5 and 6 were both measured beside it. 6 was decided first (kept by
+    # pairing, below 3's lucky first measurement), then 5 was kept against 6, unpaired.
+    runs = [kept(1, 0.5), kept(3, 0.80), kept(5, 0.85), kept(6, 0.79, beat=3)]
+    assert best_of(runs, "higher").run == 5
+    assert best_of(runs[:2] + runs[3:], "higher").run == 6  # alone, 6 replaces the best it beat

@@ -16,6 +16,7 @@ from ..protocol._task import Limits, TaskSpec, Threshold
 __all__ = [
     "MEASURED",
     "STOP_REASONS",
+    "Refusal",
     "Verdict",
     "best_of",
     "best_satisfying",
@@ -29,6 +30,10 @@ __all__ = [
     "select_best",
     "stop_rule",
 ]
+
+#: Why checks refused a run: its status, the reason, and the reason as the model reads it
+#: (None: the same) when the first names something hidden from it.
+Refusal = tuple[Status, str, str | None]
 
 #: Why a loop can end ("up-to-date": a rerun whose proposer had nothing new).
 STOP_REASONS = (
@@ -83,7 +88,7 @@ def judge(
     best: RunRecord | None,
     threshold: Threshold | None = None,
     *,
-    refused: tuple[Status, str] | None = None,
+    refused: Refusal | None = None,
     incumbent: Sequence[float | None] = (),
 ) -> Verdict:
     """Decide a run's status from its evaluations.
@@ -212,14 +217,16 @@ def best_of(runs: Sequence[RunRecord], direction: str) -> RunRecord | None:
     The kept run with the best metric in ``direction``; of equal values the first
     (pi's compaction summary, ``bestRun``, and its confidence both keep the first).
     Runs without a metric are never best. A run kept by a paired comparison
-    (``--repeats``) beat the best of its time measured again beside it, so it becomes the
-    best whatever that best's first measurement said.
+    (``--repeats``) beat the best of its time measured again beside it, so it replaces that
+    run whatever its first measurement said; only that run: with runs in flight at once, a
+    later-numbered run may have been decided against another best.
     """
     best: RunRecord | None = None
     for run in runs:
         if not run.kept or run.metric is None:
             continue
-        if best is None or best.metric is None or better(run.metric, best.metric, direction) or run.paired:
+        beat = best is not None and run.paired is not None and run.paired.get("incumbent") == best.run
+        if best is None or best.metric is None or better(run.metric, best.metric, direction) or beat:
             best = run
     return best
 
