@@ -222,3 +222,18 @@ def test_a_resumed_session_measures_the_reference_again_and_keeps_hiding(tmp_pat
     assert resumed.runs[2].error == "output result differs from the baseline: row 3, column revenue: 2.0 vs 1.5"
     assert [r.metrics["holdout_steps"] for r in resumed.runs] == [200, 200, 200, 200]
     assert resumed.task.hidden == ("secret", "holdout_steps")  # hidden before stays hidden
+
+
+def test_a_refusal_that_names_the_holdout_reads_as_a_hidden_check_to_the_model() -> None:
+    from jupyter_autoresearch.engine._decide import judge
+    from jupyter_autoresearch.engine._trust import export_refusal
+    from jupyter_autoresearch.isolation._holdout import HoldoutSpec
+
+    spec = HoldoutSpec(holdout="print(1)", inputs=("chosen",), same_output=("plan",))
+    outcome = ar.Outcome(kind="ok", metrics={"x": 1.0}, exported=b"-", missing=("chosen",))
+    refused = export_refusal(outcome, spec)
+    verdict = judge(ar.TaskSpec(metric="x"), [outcome], None, refused=refused)
+    assert verdict.status == "invalid" and verdict.error == "the cell no longer defines chosen, which the holdout reads"
+    assert verdict.model_error == "the cell no longer defines chosen, which a hidden check reads"
+    same = export_refusal(ar.Outcome(kind="ok", exported=b"-", missing=("plan",)), spec)
+    assert same == ("invalid", "the cell no longer defines plan (--same-output compares it)", None)

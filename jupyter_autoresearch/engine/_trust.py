@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from ..isolation._evaluate import Outcome
 from ..isolation._holdout import HoldoutResult, HoldoutSpec
 from ..protocol._format import number
-from ..protocol._records import RunRecord, Status
+from ..protocol._hidden import HIDDEN_CHECK
+from ..protocol._records import RunRecord
 from ..protocol._task import TaskSpec
+from ._decide import Refusal
 
 __all__ = ["Measured", "export_refusal", "fold", "overfit_flag", "pick_holdout", "printed_flag", "strip_names"]
 
@@ -34,7 +36,7 @@ class Measured:
     """
 
     outcomes: list[Outcome]
-    refused: tuple[Status, str] | None = None
+    refused: Refusal | None = None
     flags: Mapping[str, str] = field(default_factory=dict)
     incumbent: tuple[float | None, ...] = ()
     exported: bytes | None = None
@@ -51,18 +53,24 @@ def strip_names(outcomes: Sequence[Outcome], names: Iterable[str]) -> tuple[list
     return kept, printed
 
 
-def export_refusal(outcome: Outcome, spec: HoldoutSpec) -> tuple[Status, str] | None:
+def export_refusal(outcome: Outcome, spec: HoldoutSpec) -> Refusal | None:
     """Why a candidate cannot be checked: its variables could not be sent, or it no
-    longer defines one the checks need."""
+    longer defines one the checks need. What names the holdout reads to the model as a
+    hidden check."""
     if outcome.export_problem:
-        return "invalid", outcome.export_problem
+        return "invalid", outcome.export_problem, f"variables a hidden check reads cannot be sent ({HIDDEN_CHECK})"
     if outcome.exported is None and spec.exports:
-        return "invalid", "the evaluator sent back none of the variables the holdout and --same-output need"
+        return "invalid", "the evaluator sent back none of the variables the holdout and --same-output need", None
     if outcome.missing:
         same = [n for n in outcome.missing if n in spec.same_output]
         if same:
-            return "invalid", f"the cell no longer defines {', '.join(same)} (--same-output compares it)"
-        return "invalid", f"the cell no longer defines {', '.join(outcome.missing)}, which the holdout reads"
+            return "invalid", f"the cell no longer defines {', '.join(same)} (--same-output compares it)", None
+        missing = ", ".join(outcome.missing)
+        return (
+            "invalid",
+            f"the cell no longer defines {missing}, which the holdout reads",
+            f"the cell no longer defines {missing}, which a hidden check reads",
+        )
     return None
 
 
@@ -93,10 +101,10 @@ def fold(
         problems=(*checked.problems, *result.problems),
         touched=tuple(sorted({*checked.touched, *result.touched})),
     )
-    refused: tuple[Status, str] | None = None
+    refused: Refusal | None = None
     if result.differences:
         name, difference = next(iter(result.differences.items()))
-        refused = ("infeasible", f"output {name} differs from the baseline: {difference}")
+        refused = ("infeasible", f"output {name} differs from the baseline: {difference}", None)
     return Measured(stripped, refused, found, exported=checked.exported, holdout=tuple(result.metrics))
 
 
