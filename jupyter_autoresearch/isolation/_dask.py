@@ -249,6 +249,9 @@ class DaskEvaluator(Evaluator):
         assert self.client is not None and self.setup is not None
         key = f"{self._plugin}-{next(self._keys)}"
         with self._lock:
+            if self._cancelled:  # a Stop since submit() looked: cancel() has taken its snapshot
+                candidate.result.set_result(_cancelled())
+                return
             self._candidates[key] = candidate
         candidate.task = self.client.submit(
             evaluate_candidate,
@@ -332,7 +335,8 @@ class DaskEvaluator(Evaluator):
                 else:
                     self._notice(f"Dask worker {worker} was lost while running a candidate; it runs once more")
         for candidate in lost_twice:
-            candidate.result.set_result(self._lost_twice(candidate))
+            if not candidate.result.done():  # its task may have ended meanwhile
+                candidate.result.set_result(self._lost_twice(candidate))
             if candidate.task is not None:
                 self._chores.submit(candidate.task.cancel)
         if self._candidates:
@@ -373,9 +377,9 @@ class DaskEvaluator(Evaluator):
         self.setup = replace(self.setup, off_limits=tuple(patterns))
 
     def cancel(self, future: concurrent.futures.Future[Outcome] | None = None) -> None:
-        if future is None:
-            self._cancelled = True  # sticky until the next start(): the session is stopping
         with self._lock:
+            if future is None:
+                self._cancelled = True  # sticky until the next start(): the session is stopping
             chosen = {k: c for k, c in self._candidates.items() if future is None or c.result is future}
             for key in chosen:
                 del self._candidates[key]
