@@ -138,7 +138,8 @@ def test_calls_are_priced_from_litellms_map(tmp_path: Path, llm: LLMServer) -> N
     assert session.total_tokens == 6000 and session.total_cost_usd == pytest.approx(0.00225)
 
 
-def test_the_cost_cap_is_never_crossed(tmp_path: Path, llm: LLMServer, priced_model: str) -> None:
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_cost_cap_is_never_crossed(tmp_path: Path, llm: LLMServer, priced_model: str, parallel: int) -> None:
     from jupyter_autoresearch.proposers._litellm import import_litellm
 
     litellm = import_litellm()
@@ -152,14 +153,19 @@ def test_the_cost_cap_is_never_crossed(tmp_path: Path, llm: LLMServer, priced_mo
     llm.default = reply
     started: list[ar.ProposalStarted] = []
     session = create_session(
-        tmp_path / "bench.py", maximize="x", model=priced_model, api_base=llm.url, max_cost=0.01, plateau=0
-    )
+        tmp_path / "bench.py", maximize="x", model=priced_model, api_base=llm.url, max_cost=0.01, plateau=0,
+        parallel=parallel,
+    )  # fmt: skip
     session.subscribe(lambda e: started.append(e) if isinstance(e, ar.ProposalStarted) else None)
     session.run()
     assert session.stop_reason == "max-cost" and "could cost up to" in session.stop_detail
     spent = session.total_cost_usd
     assert 0.005 < spent <= 0.01  # the cap is never crossed...
-    assert spent + session.next_cost_usd > 0.01  # ...and the loop stopped only when the next request could
+    # ...and the loop stopped only when one more request could (with two in flight, it
+    # waited for the one still asking rather than stopping on what it might cost).
+    assert session.next_cost_usd is not None and spent + session.next_cost_usd > 0.01
+    assert session.next_cost_usd == pytest.approx(started[-1].predicted_usd, rel=0.05)
+    assert len(started) == len(session.runs) - 1
     assert all(request["max_tokens"] == 500 for request in llm.requests)  # the model's own reply limit
     # Each prediction bounds its request: the counted prompt, and the whole reply limit.
     for event, record in zip(started, session.runs[1:], strict=False):
@@ -762,11 +768,13 @@ def test_state_errors_are_session_errors(tmp_path: Path) -> None:
 
 def test_parallel_runs_are_in_flight_together_and_each_is_judged_when_decided(tmp_path: Path) -> None:
     # Whichever request gets it, the waiter finishes only after the quick one has run (a
-    # file, no clock): both were in flight at once, and the quick one was decided first.
+    # file), then a second more, so the quick one is decided first even on a busy machine:
+    # both were in flight at once.
     waiter = (
         "import os, time\n"
         "for _ in range(1200):\n"
         "    if os.path.exists('quick.done'):\n"
+        "        time.sleep(1.0)\n"
         "        break\n"
         "    time.sleep(0.05)\n"
         "print(f\"METRIC saw={int(os.path.exists('quick.done'))}\")\n" + metric_cell(2)
@@ -808,3 +816,25 @@ def session_detail(stops: list[dict[str, Any]], index: int) -> str:
     detail = stops[index]["detail"]
     assert isinstance(detail, str) and detail
     return detail
+
+
+def test_requests_still_streaming_stop_when_the_loop_ends(tmp_path: Path, llm: LLMServer) -> None:
+    (tmp_path / "bench.py").write_text(metric_cell(1))
+    lock, served = threading.Lock(), []
+
+    def reply(request: dict[str, Any]) -> Reply:
+        with lock:
+            served.append(1)
+            first = len(served) == 1
+        # The first request streams for seconds; the second is refused, which ends the loop.
+        return Reply(answer("slow", metric_cell(2)), chunk=2, delay=0.05) if first else Reply("no", status=401)
+
+    llm.default = reply
+    session = create_session(tmp_path / "bench.py", maximize="x", model="openai/test", api_base=llm.url, parallel=2)
+    deltas: list[float] = []
+    session.subscribe(lambda e: deltas.append(time.monotonic()) if isinstance(e, ar.ReasoningDelta) else None)
+    with pytest.raises(ar.ProposalError, match="refused the API key"):
+        session.run()
+    ended = time.monotonic()
+    time.sleep(1.0)
+    assert deltas and not [t for t in deltas if t > ended + 0.2]  # nothing streams on after the loop

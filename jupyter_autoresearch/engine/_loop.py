@@ -13,6 +13,7 @@ fatal one (a refused key, an unknown model) or
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -97,6 +98,7 @@ class Loop:
         self.proposer, self.evaluator = session.proposer, session.evaluator
         self.recorder = Recorder(session, journal)
         self.failures = 0  # model requests that failed in a row
+        self.abandoned = threading.Event()  # set when the loop ends: requests still streaming stop
         self.runs_before = 0  # runs the log held when this run of the loop started
         self.estimate: float | None = None  # the most the next request could cost
 
@@ -157,21 +159,33 @@ class Loop:
         width = s.limits.parallel
         flight: list[_Flight] = []
         ending: tuple[str, str] | None = None
+        said_done: str | None = None  # the model's DONE: the loop ends once nothing is in flight
         pool = concurrent.futures.ThreadPoolExecutor(width, thread_name_prefix="autoresearch-model")
         try:
             while True:
                 if s._stop.is_set():
                     return s._stop_reason
                 if not flight:
+                    if said_done is not None:
+                        return self.done(said_done)  # counts the runs decided after the DONE too
                     if ending is not None:
                         return ending
                     s._running.wait()
                     if s._stop.is_set():
                         continue
                     self.apply_pending_constraints()
-                while ending is None and len(flight) < width and s._running.is_set() and not self.rules_pending():
+                while (
+                    ending is None
+                    and said_done is None
+                    and len(flight) < width
+                    and s._running.is_set()
+                    and not self.rules_pending()
+                ):
                     context = self.context()
-                    ending = self.stop_rule(context, flight)
+                    rule = self.stop_rule(context, flight)
+                    if rule is not None and rule[0] == "max-cost" and any(r.asking for r in flight):
+                        break  # the requests in flight may cost less than they could: wait for them
+                    ending = rule
                     if ending is None:
                         flight.append(self.begin(pool, flight, context))
                 if not flight:
@@ -183,10 +197,12 @@ class Loop:
                     finished, reason = self.advance(run)
                     if finished:
                         flight.remove(run)
-                    if reason is not None and ending is None:
-                        ending = self.done(reason)
+                    said_done = said_done or reason
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a request still streaming stops at its next token
+            # Requests still streaming stop at their next token, however the loop ended
+            # (Stop, Ctrl-C, an error), and those not started never start.
+            self.abandoned.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def stop_rule(self, context: ProposalContext, flight: Sequence[_Flight]) -> tuple[str, str] | None:
         """Whether a new run may start; the cost cap counts the most its request could cost,
@@ -326,6 +342,8 @@ class Loop:
 
         def on_delta(text: str) -> None:
             self.check_stop()
+            if self.abandoned.is_set():
+                raise StopRequested  # the loop has ended without this request
             s._emit(ReasoningDelta(s.name, run, text))
 
         try:
