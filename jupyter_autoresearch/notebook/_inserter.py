@@ -53,6 +53,7 @@ class CellInserter:
         self.on_undelivered = on_undelivered
         self._inserts: dict[int, tuple[RunRecord, Delivery | None, float]] = {}
         self._lock = threading.Lock()
+        self._reporting = threading.Lock()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Decision):
@@ -109,7 +110,11 @@ class CellInserter:
         return records, why + "; they are inserted when a page with the notebook reconnects (reload it)"
 
     def _report(self) -> None:
-        if self.on_undelivered is not None:
+        if self.on_undelivered is None:
+            return
+        # Reports come from acks, timers and the page going away, in their own threads: each
+        # looks and tells in one step, so an older look is never told after a newer one.
+        with self._reporting:
             self.on_undelivered(*self.undelivered(GRACE * 0.99))
 
     def _state(self) -> None:
