@@ -257,18 +257,7 @@ class Loop:
             run.again.append(outcome.metrics.get(metric) if outcome.kind == "ok" and metric else None)
         else:
             run.outcomes.append(outcome)
-            s._emit(
-                EvaluationDone(
-                    s.name,
-                    run.number,
-                    len(run.outcomes),
-                    outcome.kind,
-                    dict(outcome.metrics),
-                    outcome.duration_s,
-                    outcome.worker,
-                    outcome.queued_s,
-                )
-            )
+            self.evaluated(run.number, len(run.outcomes), outcome)
             if outcome.kind != "ok":
                 run.plan.clear()  # a failed candidate: repeating cannot change that
         if run.plan:
@@ -331,6 +320,16 @@ class Loop:
         export = worker.spec.exports if worker is not None else ()
         return self.evaluator.submit(code, on_start, export=export) if export else self.evaluator.submit(code, on_start)
 
+    def evaluated(self, run: int, repeat: int, outcome: Outcome) -> None:
+        """Say that an evaluation of ``run`` ended, where, and how long it ran and waited."""
+        s = self.session
+        s._emit(
+            EvaluationDone(
+                s.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s, outcome.worker,
+                outcome.queued_s,
+            )
+        )  # fmt: skip
+
     def running(self, run: int, repeat: int) -> Callable[[str], None]:
         """The evaluator's ``on_start``: says where the candidate of ``run`` runs."""
         s = self.session
@@ -374,12 +373,7 @@ class Loop:
             self.check_stop()
             for run, result, outcome in zip(runs, results, outcomes, strict=True):
                 result.append(outcome)
-                s._emit(
-                    EvaluationDone(
-                        s.name, run, repeat, outcome.kind, dict(outcome.metrics), outcome.duration_s,
-                        outcome.worker, outcome.queued_s,
-                    )
-                )  # fmt: skip
+                self.evaluated(run, repeat, outcome)
             if all(o.kind != "ok" for o in outcomes):
                 break  # every candidate failed: repeating cannot change that
         return results
